@@ -1,0 +1,25 @@
+"""Pick the importer for a model file."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["load"]
+
+
+def load(path: str | os.PathLike, *, strict: bool = False, progress=None):
+    """Import a model file into a :class:`~dnnpart.graph.LayerGraph`.
+
+    Parameters
+    ----------
+    path : path-like
+        An ONNX model (``.onnx``), its external data beside it.
+    strict : bool
+        Fail on anything imported only approximately (unknown ops, custom domains)
+        instead of warning.
+    progress : callable or None
+        ``progress(done, total, what)`` is called on long work.
+    """
+    from dnnpart.importers._onnx import load_onnx
+
+    return load_onnx(path, strict=strict, progress=progress)

@@ -1,0 +1,474 @@
+"""ONNX model -> LayerGraph.
+
+The pipeline: read the protobuf (no external data), check every tensor and external
+reference (``_tensors``), check the structure and sort the nodes (``_structure``), infer
+shapes on a light copy (as hints), deserialize with onnx-ir (lazy external tensors, kept
+for exporters), then build layers: constants folded into weights, MatMul + Add fused into
+dense layers, costs from the inferred shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings as _warnings
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsupportedModelError
+from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo, Weight
+from dnnpart.graph._costs import (
+    CHANNELWISE,
+    ELEMENTWISE_BINARY,
+    NEURONWISE_UNARY,
+    has_formula,
+    layer_macs,
+)
+from dnnpart.importers._read import read_model_proto
+from dnnpart.importers._structure import check_and_sort, check_functions, outer_names_used
+from dnnpart.importers._tensors import MAX_ELEMENTS, check_tensor, declared_size, iter_tensors
+
+__all__ = ["load_onnx"]
+
+_STANDARD_DOMAINS = ("", "ai.onnx")
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+# Big initializers are hidden from shape inference (it needs their shapes, not bytes).
+_LIGHT_BYTES = 4096
+
+
+def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
+    """Import the ONNX model at ``path``; see :func:`dnnpart.load`."""
+    path = os.fspath(path)
+    proto = read_model_proto(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    warnings: list[str] = []
+
+    # 1. every tensor checked before any byte of external data is read
+    external = {}
+    for tensor, where in iter_tensors(proto):
+        ref = check_tensor(tensor, where, base_dir)
+        if ref is not None:
+            external[id(tensor)] = ref
+    if proto.graph.sparse_initializer:
+        name = proto.graph.sparse_initializer[0].values.name
+        raise UnsupportedModelError(
+            f"{path}: sparse initializer {name!r} is not supported; store it as a dense initializer"
+        )
+
+    # 2. structure: names, cycles, order, functions
+    check_and_sort(proto)
+    check_functions(proto)
+    opset = _default_opset(proto)
+    known = onnx.defs.onnx_opset_version()
+    if opset > known:
+        _warn(warnings, strict, f"opset {opset} is newer than this onnx knows ({known})")
+
+    # 3. shapes, as hints
+    shapes = _infer_shapes(proto, warnings)
+
+    # 4. onnx-ir model, kept for exporters (external tensors stay lazy)
+    model = _deserialize(proto, base_dir, path)
+
+    # 5. layers
+    builder = _Builder(proto, model, shapes, external, warnings, strict)
+    layers = builder.build(progress)
+    init_names = {t.name for t in proto.graph.initializer}
+    inputs = [builder.info(i.name) for i in proto.graph.input if i.name not in init_names]
+    outputs = [builder.info(o.name) for o in proto.graph.output]
+    return LayerGraph(
+        layers,
+        inputs,
+        outputs,
+        weights=builder.weights,
+        warnings=warnings,
+        model=model,
+        path=path,
+    )
+
+
+def _warn(warnings: list[str], strict: bool, message: str) -> None:
+    if strict:
+        raise UnsupportedModelError(f"{message} (strict mode)")
+    warnings.append(message)
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in _STANDARD_DOMAINS:
+            return entry.version
+    return 1
+
+
+def _infer_shapes(proto: onnx.ModelProto, warnings: list[str]) -> dict[str, tuple]:
+    """``name -> (shape, elem_type)`` from onnx shape inference on a light copy.
+
+    Model inputs with symbolic or unknown dimensions get 1 there (costs are per sample);
+    big initializers become typed inputs so that the copy stays small.
+    """
+    light = onnx.ModelProto()
+    light.CopyFrom(proto) if proto.ByteSize() < (64 << 20) else _copy_light(proto, light)
+    graph = light.graph
+    big = [t for t in graph.initializer if t.ByteSize() > _LIGHT_BYTES]
+    if big:
+        keep = [t for t in graph.initializer if t.ByteSize() <= _LIGHT_BYTES]
+        inputs = {i.name for i in graph.input}
+        for t in big:
+            if t.name not in inputs:
+                graph.input.append(
+                    onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                )
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+    init_names = {t.name for t in graph.initializer} | {t.name for t in big}
+    for inp in graph.input:
+        if inp.name in init_names or not inp.type.HasField("tensor_type"):
+            continue
+        shape = inp.type.tensor_type.shape
+        for d in shape.dim:
+            if not d.HasField("dim_value") or d.dim_value < 0:
+                label = d.dim_param or "?"
+                warnings.append(
+                    f"input {inp.name!r} has symbolic dimension {label!r}; costs are for size 1"
+                )
+                d.Clear()
+                d.dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(
+            light, check_type=False, strict_mode=False, data_prop=True
+        )
+    except Exception as exc:  # noqa: BLE001 - inference is a hint, never fatal
+        warnings.append(
+            f"shape inference failed ({str(exc).splitlines()[0][:160]}); shapes are hints"
+        )
+        inferred = light
+    out: dict[str, tuple] = {}
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
+                for d in tt.shape.dim
+            )
+        prev = out.get(vi.name)
+        if prev is None or (prev[0] is None and shape is not None):
+            out[vi.name] = (shape, tt.elem_type)
+    return out
+
+
+def _copy_light(proto: onnx.ModelProto, light: onnx.ModelProto) -> None:
+    """Copy ``proto`` into ``light`` without the payload of big main-graph initializers."""
+    light.CopyFrom(proto)  # protobuf copies are cheap next to parsing; payloads dropped below
+    for t in light.graph.initializer:
+        if t.ByteSize() > _LIGHT_BYTES:
+            t.ClearField("raw_data")
+
+
+def _deserialize(proto: onnx.ModelProto, base_dir: str, path: str):
+    import onnx_ir as ir
+
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            model = ir.serde.deserialize_model(proto)
+        ir.external_data.set_base_dir(model.graph, base_dir)
+    except Exception as exc:  # noqa: BLE001 - onnx-ir rejects what it cannot represent
+        raise InvalidModelError(
+            f"not a valid ONNX model: {path} ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    return model
+
+
+def _dtype_bits(elem_type: int) -> tuple[str | None, int | None]:
+    import onnx_ir as ir
+
+    try:
+        name = onnx.TensorProto.DataType.Name(elem_type)
+        return name, ir.DataType(elem_type).bitwidth
+    except Exception:  # noqa: BLE001 - undefined/unknown element type
+        return None, None
+
+
+class _Builder:
+    """Turns the sorted, checked proto (and its onnx-ir twin) into layers."""
+
+    def __init__(self, proto, model, shapes, external, warnings, strict):
+        self.proto = proto
+        self.graph = proto.graph
+        self.ir_nodes = list(model.graph)
+        self.shapes = shapes
+        self.external = external
+        self.warnings = warnings
+        self.strict = strict
+        self.functions = {(f.domain, f.name) for f in proto.functions}
+        self.weights: dict[str, Weight] = {}
+        self._tensor_infos: dict[str, TensorInfo] = {}
+        for t in self.graph.initializer:
+            self.weights[t.name] = self._weight_from_proto(t, t.name)
+
+    # -- tensors -----------------------------------------------------------------
+    def info(self, name: str) -> TensorInfo:
+        if name not in self._tensor_infos:
+            shape, elem = self.shapes.get(name, (None, 0))
+            dtype, bits = _dtype_bits(elem) if elem else (None, None)
+            self._tensor_infos[name] = TensorInfo(name, shape, dtype, bits)
+        return self._tensor_infos[name]
+
+    def _weight_from_proto(self, t: onnx.TensorProto, name: str) -> Weight:
+        elements, _ = declared_size(t, f"tensor {name!r}")
+        dtype, bits = _dtype_bits(t.data_type)
+        if t.data_type == onnx.TensorProto.STRING:
+            bits, np_dtype = 0, np.dtype(object)
+        else:
+            np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        return Weight(
+            name, tuple(t.dims), dtype, bits, np_dtype, proto=t, external=self.external.get(id(t))
+        )
+
+    def _constant_node_weight(self, node: onnx.NodeProto) -> Weight | None:
+        name = node.output[0]
+        for attr in node.attribute:
+            if attr.name == "value":
+                return self._weight_from_proto(attr.t, name)
+            if attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                value = onnx.helper.get_attribute_value(attr)
+                dtype = np.float32 if "float" in attr.name else np.int64
+                t = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+                return self._weight_from_proto(t, name)
+        return None  # string / sparse constants: leave as an ordinary layer
+
+    def _constant_of_shape(self, node: onnx.NodeProto) -> Weight | None:
+        """A ConstantOfShape of a constant shape is a weight filled with one value."""
+        if not node.input or node.input[0] not in self.weights:
+            return None
+        shape_w = self.weights[node.input[0]]
+        if shape_w.size > 64:
+            return None
+        shape = [int(d) for d in np.asarray(shape_w.numpy()).reshape(-1)]
+        if any(d < 0 for d in shape):
+            raise InvalidModelError(
+                f"ConstantOfShape {node.output[0]!r} has negative shape {shape}"
+            )
+        if np.prod(shape, dtype=object) > MAX_ELEMENTS:
+            raise ResourceLimitError(f"ConstantOfShape {node.output[0]!r} declares shape {shape}")
+        value = np.zeros(1, dtype=np.float32)
+        for attr in node.attribute:
+            if attr.name == "value":
+                value = numpy_helper.to_array(attr.t).reshape(-1)
+        elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        dtype, bits = _dtype_bits(elem)
+        fill = value[0].item() if value.size else 0
+        return Weight(node.output[0], tuple(shape), dtype, bits, value.dtype, fill=fill)
+
+    # -- layers ------------------------------------------------------------------
+    def build(self, progress=None) -> list[Layer]:
+        nodes = list(self.graph.node)
+        consumers: dict[str, int] = {}
+        for n in nodes:
+            for name in list(n.input) + outer_names_used(n):
+                if name:
+                    consumers[name] = consumers.get(name, 0) + 1
+        graph_outputs = {o.name for o in self.graph.output}
+        absorbed: set[int] = set()
+        # fold constants first: later nodes see them as weights
+        for i, n in enumerate(nodes):
+            w = None
+            if n.op_type == "Constant" and n.domain in _STANDARD_DOMAINS and len(n.output) == 1:
+                w = self._constant_node_weight(n)
+            elif n.op_type == "ConstantOfShape" and n.domain in _STANDARD_DOMAINS:
+                w = self._constant_of_shape(n)
+            if w is not None and n.output[0] not in graph_outputs:
+                self.weights[n.output[0]] = w
+                absorbed.add(i)
+        producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+        layers: list[Layer] = []
+        names: set[str] = set()
+        total = len(nodes)
+        for i, n in enumerate(nodes):
+            if progress is not None and i % 256 == 0:
+                progress(i, total, "layers")
+            if i in absorbed:
+                continue
+            group = [i]
+            add = self._bias_add(n, nodes, producer, consumers, graph_outputs, absorbed)
+            if add is not None:
+                group.append(add)
+                absorbed.add(add)
+            layers.append(
+                self._layer([nodes[j] for j in group], [self.ir_nodes[j] for j in group], i, names)
+            )
+        if progress is not None:
+            progress(total, total, "layers")
+        return layers
+
+    def _bias_add(self, n, nodes, producer, consumers, graph_outputs, absorbed) -> int | None:
+        """Index of the Add that adds a constant bias to MatMul ``n``'s output, if any."""
+        if n.op_type != "MatMul" or n.domain not in _STANDARD_DOMAINS or len(n.input) < 2:
+            return None
+        w = self.weights.get(n.input[1])
+        out = n.output[0]
+        if w is None or len(w.shape) != 2 or out in graph_outputs or consumers.get(out, 0) != 1:
+            return None
+        for j in range(producer[out] + 1, len(nodes)):
+            m = nodes[j]
+            if out in m.input:
+                if m.op_type != "Add" or m.domain not in _STANDARD_DOMAINS or j in absorbed:
+                    return None
+                other = m.input[1] if m.input[0] == out else m.input[0]
+                bias = self.weights.get(other)
+                if (
+                    bias is None
+                    or bias.size != w.shape[1]
+                    or (bias.shape and bias.shape[-1] != w.shape[1])
+                ):
+                    return None
+                return j
+        return None
+
+    def _layer(self, group, ir_nodes, index, names) -> Layer:
+        head = group[0]
+        op, domain = head.op_type, head.domain
+        name = head.name or f"{op}_{index}"
+        while name in names:
+            name = f"{name}_{index}"
+        names.add(name)
+        attrs = {a.name: _attr_value(a) for a in head.attribute}
+        all_inputs = list(head.input)
+        outputs = [self.info(o) for o in group[-1].output if o]
+        weights: dict[str, Weight] = {}
+        act_inputs: list[TensorInfo] = []
+        for pos, t in enumerate(all_inputs):
+            if not t:
+                continue
+            if t in self.weights:
+                weights[self._role(op, pos)] = self.weights[t]
+            else:
+                act_inputs.append(self.info(t))
+        if len(group) == 2:  # fused bias Add
+            add = group[1]
+            bias_name = add.input[1] if add.input[0] == head.output[0] else add.input[0]
+            weights["bias"] = self.weights[bias_name]
+        captured: list[str] = []
+        if any(a.HasField("g") or a.graphs for a in head.attribute):
+            for t in outer_names_used(head):
+                if t in self.weights:
+                    weights[f"outer:{t}"] = self.weights[t]
+                else:
+                    captured.append(t)
+        kind, neurons = self._classify(head, weights, act_inputs)
+        notes: list[str] = []
+        macs = self._macs(head, all_inputs, outputs, attrs, name, notes)
+        return Layer(
+            name=name,
+            op_type=op,
+            domain=domain,
+            kind=kind,
+            attributes=attrs,
+            inputs=tuple(act_inputs),
+            outputs=tuple(outputs),
+            weights=weights,
+            macs=macs,
+            nodes=tuple(ir_nodes),
+            captured=tuple(captured),
+            neurons=neurons,
+            notes=notes,
+        )
+
+    @staticmethod
+    def _role(op: str, pos: int) -> str:
+        if op in ("Conv", "MatMul", "Gemm", "ConvTranspose"):
+            return {1: "weight", 2: "bias"}.get(pos, f"input{pos}")
+        return f"input{pos}"
+
+    def _classify(self, node, weights, act_inputs) -> tuple[str, int | None]:
+        op, domain = node.op_type, node.domain
+        if domain not in _STANDARD_DOMAINS:
+            what = "local function" if (domain, op) in self.functions else "custom domain"
+            _warn(
+                self.warnings,
+                self.strict,
+                f"node {node.name or op!r}: {what} {domain!r} op {op!r} kept whole "
+                "as an opaque layer (cost 0)",
+            )
+            return LayerKind.OPAQUE, None
+        if not onnx.defs.has(op):
+            _warn(
+                self.warnings,
+                self.strict,
+                f"node {node.name or op!r}: unknown op {op!r} kept whole as an opaque layer "
+                "(cost 0)",
+            )
+            return LayerKind.OPAQUE, None
+        if op in _CONTROL_FLOW:
+            return LayerKind.CONTROL_FLOW, None
+        w = weights.get("weight")
+        if op == "Conv" and w is not None and len(w.shape) >= 3 and len(act_inputs) == 1:
+            return LayerKind.CONV, w.shape[0]
+        if (
+            op in ("MatMul", "Gemm")
+            and w is not None
+            and len(w.shape) == 2
+            and len(act_inputs) == 1
+        ):
+            if (
+                op == "Gemm"
+                and node.attribute
+                and any(a.name == "transB" and a.i for a in node.attribute)
+            ):
+                return LayerKind.DENSE, w.shape[0]
+            return LayerKind.DENSE, w.shape[1]
+        if op in NEURONWISE_UNARY or op in CHANNELWISE:
+            return LayerKind.NEURONWISE, None
+        if op in ELEMENTWISE_BINARY:
+            shapes = {t.shape for t in act_inputs}
+            if len(shapes) == 1 and None not in shapes:
+                return LayerKind.NEURONWISE, None
+        return LayerKind.OTHER, None
+
+    def _macs(self, node, all_inputs, outputs, attrs, name, notes) -> int:
+        in_shapes = []
+        for t in all_inputs:
+            if not t:
+                in_shapes.append(None)
+            elif t in self.weights:
+                in_shapes.append(self.weights[t].shape)
+            else:
+                in_shapes.append(self.info(t).shape)
+        macs = layer_macs(node.op_type, attrs, in_shapes, [o.shape for o in outputs])
+        if macs is None:
+            unknown = [
+                t
+                for t, s in zip(all_inputs, in_shapes, strict=True)
+                if t and (s is None or None in s)
+            ]
+            unknown += [o.name for o in outputs if o.shape is None or None in o.shape]
+            self.warnings.append(
+                f"layer {name!r}: cost unknown, shape of tensor {unknown[0]!r} is unknown"
+            )
+            return 0
+        if macs == 0 and not has_formula(node.op_type):
+            self.warnings.append(
+                f"layer {name!r}: no cost formula for {node.op_type}; counted as 0 MACs"
+            )
+        return int(macs)
+
+
+def _attr_value(attr: onnx.AttributeProto):
+    if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        return f"<{onnx.AttributeProto.AttributeType.Name(attr.type).lower()}>"
+    if attr.type in (
+        onnx.AttributeProto.TENSOR,
+        onnx.AttributeProto.SPARSE_TENSOR,
+        onnx.AttributeProto.TENSORS,
+    ):
+        return f"<{onnx.AttributeProto.AttributeType.Name(attr.type).lower()}>"
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+    return value

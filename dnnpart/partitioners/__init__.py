@@ -1,0 +1,6 @@
+"""Partitioners and the problem type they solve."""
+
+from dnnpart.partitioners._base import Partitioner
+from dnnpart.partitioners._problem import Problem
+
+__all__ = ["Partitioner", "Problem"]

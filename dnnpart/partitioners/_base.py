@@ -1,0 +1,31 @@
+"""The base class every partitioner (built-in or plugin) derives from."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from dnnpart.partitioners._problem import Problem
+
+__all__ = ["Partitioner"]
+
+
+class Partitioner:
+    """Cut a :class:`Problem` into ``problem.k`` parts.
+
+    Subclasses set ``name`` (unique, shown everywhere) and ``granularities`` (what they
+    can partition), store their parameters in ``__init__`` (validated when used, as in
+    scikit-learn) and implement :meth:`partition`, which returns one device index per
+    vertex. Partitioners never score themselves: the host validates and scores the answer.
+    """
+
+    name: ClassVar[str] = ""
+    granularities: ClassVar[tuple[str, ...]] = ("neuron", "layer")
+
+    def partition(self, problem: Problem) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_params(self) -> dict:
+        """Parameters given to ``__init__`` (for plans and reports)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}

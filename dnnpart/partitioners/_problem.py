@@ -1,0 +1,196 @@
+"""The partitioning problem handed to every partitioner, built-in or plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dnnpart.errors import PartitionerAnswerError, UsageError
+
+__all__ = ["Problem"]
+
+GRANULARITIES = ("neuron", "layer")
+
+
+@dataclass(eq=False)
+class Problem:
+    """A graph to cut into ``k`` parts, with the balance it must respect.
+
+    Vertices are grouped into *layers*: contiguous ranges
+    ``layer_offsets[g]:layer_offsets[g+1]``. Where ``balanced[g]`` is true, the compute
+    weight of group ``g`` must be shared among devices according to ``targets`` (per-layer
+    balance: devices compute a layer together, then exchange). At layer granularity there is
+    a single group holding every vertex (whole-model balance).
+
+    Parameters
+    ----------
+    synapses : scipy.sparse.csr_array, shape (n, n)
+        Directed communication structure: ``synapses[u, v] > 0`` when vertex ``v`` consumes
+        the output of vertex ``u``; the value is the edge weight (synapse count at neuron
+        level, bytes at layer level). Always positive integers-valued floats.
+    vertex_weight : ndarray, shape (n,)
+        Compute of each vertex (MACs, or seconds for profiled graphs). Non-negative.
+    layer_offsets : ndarray, shape (L + 1,)
+        Vertex ranges of the groups; ``layer_offsets[0] == 0`` and ``[-1] == n``.
+    k : int
+        Number of devices.
+    targets : ndarray, shape (k,)
+        Share of the work each device should get (from device speeds); sums to 1.
+    imbalance : float
+        Tolerance: a device may take up to ``(1 + imbalance)`` times its share of a group.
+    seed : int
+        Seed for every random choice; the same seed gives the same answer.
+    granularity : {"neuron", "layer"}
+    balanced : ndarray of bool, shape (L,)
+        Which groups carry a balance constraint (model inputs and layers placed whole do
+        not).
+    activation_elements : ndarray, shape (n,)
+        Elements in each vertex's output per sample (1 for a dense neuron, H*W for a
+        conv channel, the whole tensor for a layer); ``volume`` counts these.
+    activation_bytes : ndarray, shape (n,)
+        Bytes of each vertex's output (elements times dtype size); ``volume_bytes``.
+    param_bytes : ndarray, shape (n,)
+        Bytes of the parameters (weights, bias) a vertex needs on its device.
+    layer_names : tuple of str
+        One name per group, for messages and reports.
+    weight_unit : {"macs", "seconds"}
+        What ``vertex_weight`` measures: MACs (divide 2x by a device's FLOP/s for time) or
+        seconds already (profiled graphs).
+    graph : LayerGraph or None
+        The model the problem came from, for partitioners that want more.
+    """
+
+    synapses: sp.csr_array
+    vertex_weight: np.ndarray
+    layer_offsets: np.ndarray
+    k: int
+    targets: np.ndarray | None = None
+    imbalance: float = 0.03
+    seed: int = 0
+    granularity: str = "neuron"
+    balanced: np.ndarray | None = None
+    activation_elements: np.ndarray | None = None
+    activation_bytes: np.ndarray | None = None
+    param_bytes: np.ndarray | None = None
+    layer_names: tuple[str, ...] = ()
+    weight_unit: str = "macs"
+    graph: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.synapses.shape[0]
+        if self.synapses.shape != (n, n):
+            raise UsageError(f"synapses must be square, got shape {self.synapses.shape}")
+        self.synapses = sp.csr_array(self.synapses)
+        self.vertex_weight = np.asarray(self.vertex_weight, dtype=np.float64)
+        self.layer_offsets = np.asarray(self.layer_offsets, dtype=np.int64)
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise UsageError(f"k must be a positive integer, got {self.k!r}")
+        self.k = int(self.k)
+        if self.k > max(n, 1):
+            raise UsageError(f"k = {self.k} is larger than the number of vertices ({n})")
+        if self.targets is None:
+            self.targets = np.full(self.k, 1.0 / self.k)
+        self.targets = np.asarray(self.targets, dtype=np.float64)
+        if self.targets.shape != (self.k,) or np.any(self.targets <= 0):
+            raise UsageError("targets must hold k positive shares")
+        self.targets = self.targets / self.targets.sum()
+        if not (self.imbalance >= 0):
+            raise UsageError(f"imbalance must be >= 0, got {self.imbalance!r}")
+        if self.granularity not in GRANULARITIES:
+            raise UsageError(f"granularity must be one of {GRANULARITIES}")
+        if self.vertex_weight.shape != (n,):
+            raise UsageError("vertex_weight must hold one value per vertex")
+        offs = self.layer_offsets
+        if offs.ndim != 1 or offs[0] != 0 or offs[-1] != n or np.any(np.diff(offs) < 0):
+            raise UsageError("layer_offsets must rise from 0 to the number of vertices")
+        num_layers = len(offs) - 1
+        if self.balanced is None:
+            self.balanced = np.ones(num_layers, dtype=bool)
+        self.balanced = np.asarray(self.balanced, dtype=bool)
+        if self.activation_elements is None:
+            self.activation_elements = np.ones(n, dtype=np.int64)
+        self.activation_elements = np.asarray(self.activation_elements, dtype=np.int64)
+        if self.activation_bytes is None:
+            self.activation_bytes = 4 * self.activation_elements
+        self.activation_bytes = np.asarray(self.activation_bytes, dtype=np.int64)
+        if self.param_bytes is None:
+            self.param_bytes = np.zeros(n, dtype=np.int64)
+        self.param_bytes = np.asarray(self.param_bytes, dtype=np.int64)
+        if not self.layer_names:
+            self.layer_names = tuple(f"layer{g}" for g in range(num_layers))
+
+    # -- derived views -------------------------------------------------------------
+    @property
+    def num_vertices(self) -> int:
+        return self.synapses.shape[0]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_offsets) - 1
+
+    @property
+    def layer_of(self) -> np.ndarray:
+        """Group index of every vertex."""
+        return np.repeat(np.arange(self.num_layers), np.diff(self.layer_offsets))
+
+    @property
+    def adjacency(self) -> sp.csr_array:
+        """Symmetric communication graph ``synapses + synapses.T`` (no self loops)."""
+        a = self.synapses + self.synapses.T
+        a.setdiag(0)
+        a.eliminate_zeros()
+        return sp.csr_array(a)
+
+    @property
+    def vertex_weights(self) -> np.ndarray:
+        """Multi-constraint weights, shape (n, c): one column per balanced group."""
+        cols = np.flatnonzero(self.balanced)
+        w = np.zeros((self.num_vertices, max(len(cols), 1)))
+        for c, g in enumerate(cols):
+            lo, hi = self.layer_offsets[g], self.layer_offsets[g + 1]
+            w[lo:hi, c] = self.vertex_weight[lo:hi]
+        return w
+
+    def layer_slice(self, g: int) -> slice:
+        return slice(int(self.layer_offsets[g]), int(self.layer_offsets[g + 1]))
+
+    def capacities(self, g: int) -> np.ndarray:
+        """Largest load each device may take in group ``g`` and still count as balanced.
+
+        ``(1 + imbalance) * share``, but never less than ``share + heaviest vertex``: with
+        indivisible vertices the exact share may be out of reach (the thesis asks for at
+        most ``ceil(n / k)`` neurons per device, which this allows).
+        """
+        w = self.vertex_weight[self.layer_slice(g)]
+        total = float(w.sum())
+        share = self.targets * total
+        heaviest = float(w.max()) if len(w) else 0.0
+        return np.maximum((1.0 + self.imbalance) * share, share + heaviest)
+
+    def validate(self, labels: Any, who: str = "partitioner") -> np.ndarray:
+        """Check an answer: one integer label in ``[0, k)`` per vertex. Returns it as int64."""
+        try:
+            arr = np.asarray(labels)
+        except Exception as exc:  # noqa: BLE001 - any junk a plugin returns
+            raise PartitionerAnswerError(
+                f"{who} returned something that is not an array: {exc}"
+            ) from exc
+        if arr.ndim != 1 or arr.shape[0] != self.num_vertices:
+            raise PartitionerAnswerError(
+                f"{who} returned {arr.shape} labels, expected ({self.num_vertices},)"
+            )
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise PartitionerAnswerError(f"{who} returned non-integer labels ({arr.dtype})")
+        arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= self.k):
+            raise PartitionerAnswerError(
+                f"{who} returned labels in [{arr.min()}, {arr.max()}], expected [0, {self.k - 1}]"
+            )
+        return arr
