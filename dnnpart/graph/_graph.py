@@ -21,7 +21,8 @@ class LayerGraph:
     inputs, outputs : list of TensorInfo
         The model's inputs (not constants) and outputs.
     weights : dict of str to Weight
-        Every constant of the model, by name.
+        Every constant of the model, by name (including intermediates such as the shape
+        input of a ``ConstantOfShape``); :meth:`used_weights` are those layers read.
     warnings : list of str
         What the importer imported only approximately.
     model : onnx_ir.Model or None
@@ -98,13 +99,21 @@ class LayerGraph:
         return out
 
     # -- totals ------------------------------------------------------------------
+    def used_weights(self) -> list[Weight]:
+        """Each weight some layer reads, once (intermediate constants folded away are not)."""
+        seen: dict[int, Weight] = {}
+        for layer in self.layers:
+            for w in layer.weights.values():
+                seen.setdefault(id(w), w)
+        return list(seen.values())
+
     @property
     def params(self) -> int:
-        return sum(w.size for w in self.weights.values())
+        return sum(w.size for w in self.used_weights())
 
     @property
     def param_bytes(self) -> int:
-        return sum(w.nbytes for w in self.weights.values())
+        return sum(w.nbytes for w in self.used_weights())
 
     @property
     def macs(self) -> int:

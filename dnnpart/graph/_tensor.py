@@ -77,15 +77,38 @@ class ExternalRef:
 class Weight:
     """A constant tensor of the model, read only when asked for.
 
-    The bytes live in one of three places: an embedded ONNX tensor, a checked range of an
-    external-data file (read in chunks, never mapped whole), or a fill value
-    (``ConstantOfShape`` of a constant shape). :meth:`numpy` materialises;
+    The bytes live in one of four places: an embedded ONNX tensor, a checked range of an
+    external-data file (read in chunks, never mapped whole), a fill value
+    (``ConstantOfShape`` of a constant shape), or a small constant expression folded by
+    the importer (e.g. ``Unsqueeze`` of a weight), evaluated on demand. :meth:`numpy` materialises;
     :meth:`count_nonzero` and :meth:`iter_rows` stream.
     """
 
-    __slots__ = ("name", "shape", "dtype", "bits", "_np_dtype", "_proto", "_external", "_fill")
+    __slots__ = (
+        "name",
+        "shape",
+        "dtype",
+        "bits",
+        "_np_dtype",
+        "_proto",
+        "_external",
+        "_fill",
+        "_compute",
+    )
 
-    def __init__(self, name, shape, dtype, bits, np_dtype, *, proto=None, external=None, fill=None):
+    def __init__(
+        self,
+        name,
+        shape,
+        dtype,
+        bits,
+        np_dtype,
+        *,
+        proto=None,
+        external=None,
+        fill=None,
+        compute=None,
+    ):
         self.name: str = name
         self.shape: tuple[int, ...] = tuple(int(d) for d in shape)
         self.dtype: str = dtype
@@ -94,6 +117,7 @@ class Weight:
         self._proto = proto
         self._external: ExternalRef | None = external
         self._fill = fill
+        self._compute = compute  # callable evaluating a folded constant expression
 
     def __repr__(self) -> str:
         return f"Weight({self.name!r}, shape={self.shape}, dtype={self.dtype})"
@@ -119,6 +143,8 @@ class Weight:
             )
         if self._fill is not None:
             return np.full(self.shape, self._fill, dtype=self._np_dtype)
+        if self._compute is not None:
+            return np.asarray(self._compute()).reshape(self.shape)
         if self._external is not None:
             out = np.empty(self.size, dtype=self._np_dtype)
             view = memoryview(out.view(np.uint8).reshape(-1))

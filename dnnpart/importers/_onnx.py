@@ -33,6 +33,12 @@ __all__ = ["load_onnx"]
 
 _STANDARD_DOMAINS = ("", "ai.onnx")
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+# Ops folded into a constant when all their inputs are constants (cheap, deterministic).
+_FOLDABLE = frozenset(
+    "Unsqueeze Squeeze Reshape Flatten Transpose Cast Identity Concat Gather Slice Expand "
+    "Add Sub Mul Div Sqrt Reciprocal Neg Shape Size Tile".split()
+)
+_FOLD_ELEMENTS = 1 << 26
 # Big initializers are hidden from shape inference (it needs their shapes, not bytes).
 _LIGHT_BYTES = 4096
 
@@ -264,6 +270,49 @@ class _Builder:
         fill = value[0].item() if value.size else 0
         return Weight(node.output[0], tuple(shape), dtype, bits, value.dtype, fill=fill)
 
+    def _foldable(self, node: onnx.NodeProto) -> bool:
+        """A cheap standard op whose inputs are all constants folds into a constant."""
+        return (
+            node.op_type in _FOLDABLE
+            and node.domain in _STANDARD_DOMAINS
+            and len(node.output) == 1
+            and bool(node.input)
+            and all((not t) or t in self.weights for t in node.input)
+        )
+
+    def _folded(self, node: onnx.NodeProto) -> Weight | None:
+        """A lazily evaluated weight for a constant expression (shape from inference)."""
+        name = node.output[0]
+        shape, elem = self.shapes.get(name, (None, 0))
+        if (
+            shape is None
+            or None in shape
+            or not elem
+            or np.prod(shape, dtype=object) > _FOLD_ELEMENTS
+        ):
+            return None
+        dtype, bits = _dtype_bits(elem)
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        inputs = [self.weights.get(t) if t else None for t in node.input]
+        opset = _default_opset(self.proto)
+
+        def compute(node=node, inputs=inputs, opset=opset):
+            from onnx.reference import ReferenceEvaluator
+
+            feeds = {t: w.numpy() for t, w in zip(node.input, inputs, strict=True) if w is not None}
+            graph = onnx.helper.make_graph(
+                [node],
+                "fold",
+                [onnx.helper.make_tensor_value_info(t, 0, None) for t in feeds],
+                [onnx.helper.make_tensor_value_info(node.output[0], 0, None)],
+            )
+            model = onnx.helper.make_model(
+                graph, opset_imports=[onnx.helper.make_opsetid("", opset)]
+            )
+            return ReferenceEvaluator(model).run(None, feeds)[0]
+
+        return Weight(name, tuple(shape), dtype, bits, np_dtype, compute=compute)
+
     # -- layers ------------------------------------------------------------------
     def build(self, progress=None) -> list[Layer]:
         nodes = list(self.graph.node)
@@ -281,6 +330,8 @@ class _Builder:
                 w = self._constant_node_weight(n)
             elif n.op_type == "ConstantOfShape" and n.domain in _STANDARD_DOMAINS:
                 w = self._constant_of_shape(n)
+            elif self._foldable(n):
+                w = self._folded(n)
             if w is not None and n.output[0] not in graph_outputs:
                 self.weights[n.output[0]] = w
                 absorbed.add(i)
