@@ -1,0 +1,405 @@
+"""Device specs: how fast each device computes, how much it holds, how fast links carry data.
+
+A :class:`DeviceSet` is what the scorer (:mod:`dnnpart.scoring`) and the partitioners'
+balance targets are computed from. ``-k 4`` alone means :meth:`DeviceSet.identical`;
+otherwise the devices come from a TOML file (:meth:`DeviceSet.from_toml`).
+
+Device file format
+------------------
+::
+
+    [link]                      # the link between every pair of devices (optional)
+    bandwidth = "10Gbit/s"      # bytes/s as a number, or a string with a unit
+    latency = "50us"            # seconds as a number, or a string with a unit
+
+    [[device]]                  # one table per device, in device-index order
+    name = "jetson"             # unique, non-empty
+    speed = 1.3e12              # FLOP/s as a number, or "1.3TFLOPS"
+    memory = "8GiB"             # bytes as a number, or a string; omit (or inf) = unlimited
+
+    [[device]]
+    name = "phone"
+    speed = "400GFLOPS"
+
+    [[link.pair]]               # overrides for some pairs (optional)
+    between = ["jetson", "phone"]   # both directions; or  from = "jetson"  to = "phone"
+    bandwidth = 2.5e8               # a field left out is taken from [link]
+
+Units (case-sensitive prefixes, ``k``/``M``/``G``/``T`` decimal, ``Ki``/``Mi``/``Gi``/``Ti``
+binary; an optional space between number and unit):
+
+- ``speed``: ``FLOPS`` or ``FLOP/s`` (``1.3TFLOPS``). Only the ratios of speeds matter for
+  balance; the latency model divides FLOPs by speed, so give absolute FLOP/s for latencies
+  in seconds (relative speeds such as ``1``, ``2``, ``4`` make latencies arbitrary units).
+- ``memory``: ``B`` (``8GiB``, ``512MB``), or ``"inf"`` / ``"unlimited"``.
+- ``bandwidth``: bytes (``B/s``, ``MB/s``, ``GiB/s``) or bits (``bit/s``, ``Gbit/s``,
+  ``bps``, ``Mbps``, ``Gbps``) per second; ``"inf"`` for an ideal network.
+- ``latency``: ``s``, ``ms``, ``us`` (or ``µs``), ``ns``; zero is allowed.
+
+Defaults (also those of :meth:`DeviceSet.identical`): speed 1e12 FLOP/s, unlimited memory,
+bandwidth 1.25e9 B/s (10 Gbit/s Ethernet), latency 50e-6 s. Every mistake (unknown key,
+missing or duplicate name, zero or negative value, bad unit, a link naming an unknown
+device or the same pair twice, no device at all) raises :class:`~dnnpart.errors.UsageError`
+naming the field, e.g. ``device[1].speed``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnpart.errors import UsageError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Device", "Link", "DeviceSet", "DEFAULT_SPEED", "DEFAULT_LINK"]
+
+DEFAULT_SPEED = 1e12
+"""FLOP/s of a default device."""
+
+_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+_BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
+# Divisors, not factors: 50 / 1e6 is exactly the float 5e-05, 50 * 1e-6 is not.
+_TIME_DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "µs": 1e6, "ns": 1e9}
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*$")
+
+
+def _check_number(x: Any, what: str, finite: bool, zero_ok: bool = False) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise UsageError(f"{what} must be a number, got {x!r}")
+    if math.isnan(x) or (finite and math.isinf(x)):
+        raise UsageError(f"{what} must be a finite number, got {x!r}")
+    if x < 0 or (x == 0 and not zero_ok):
+        raise UsageError(f"{what} must be {'>= 0' if zero_ok else '> 0'}, got {x!r}")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device: ``speed`` in FLOP/s (> 0, finite), ``memory`` in bytes (> 0, may be inf)."""
+
+    name: str
+    speed: float = DEFAULT_SPEED
+    memory: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise UsageError(f"device name must be a non-empty string, got {self.name!r}")
+        _check_number(self.speed, f"device {self.name!r} speed", finite=True)
+        _check_number(self.memory, f"device {self.name!r} memory", finite=False)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A one-way link: ``bandwidth`` in bytes/s (> 0, may be inf), ``latency`` in s (>= 0)."""
+
+    bandwidth: float = 1.25e9
+    latency: float = 50e-6
+
+    def __post_init__(self) -> None:
+        _check_number(self.bandwidth, "link bandwidth", finite=False)
+        _check_number(self.latency, "link latency", finite=True, zero_ok=True)
+
+    def time(self, nbytes: float) -> float:
+        """Seconds to move one message of ``nbytes``: ``latency + nbytes / bandwidth``."""
+        return self.latency + nbytes / self.bandwidth
+
+
+DEFAULT_LINK = Link()
+
+
+@dataclass
+class DeviceSet:
+    """The ``k`` devices a model is split over, and the links between them.
+
+    Parameters
+    ----------
+    devices : sequence of Device
+        In device-index order (label ``i`` of a partition means ``devices[i]``).
+    default_link : Link
+        The link between any two devices not listed in ``links``.
+    links : dict of (int, int) -> Link
+        One-way overrides: ``links[i, j]`` carries data from device ``i`` to device ``j``.
+    """
+
+    devices: tuple[Device, ...]
+    default_link: Link = DEFAULT_LINK
+    links: dict[tuple[int, int], Link] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.devices = tuple(self.devices)
+        if not self.devices:
+            raise UsageError("a device set needs at least one device (k >= 1)")
+        for d in self.devices:
+            if not isinstance(d, Device):
+                raise UsageError(f"devices must be Device objects, got {type(d).__name__}")
+        names = [d.name for d in self.devices]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise UsageError(f"duplicate device name(s): {', '.join(dup)}")
+        if not isinstance(self.default_link, Link):
+            raise UsageError("default_link must be a Link")
+        self.links = dict(self.links)
+        for (i, j), link in self.links.items():
+            if not (0 <= i < self.k and 0 <= j < self.k) or i == j:
+                raise UsageError(f"link ({i}, {j}) does not join two different devices of k")
+            if not isinstance(link, Link):
+                raise UsageError(f"link ({i}, {j}) must be a Link")
+
+    # -- views -------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Number of devices."""
+        return len(self.devices)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.devices)
+
+    @property
+    def speeds(self) -> np.ndarray:
+        """FLOP/s per device, shape (k,)."""
+        return np.array([d.speed for d in self.devices], dtype=np.float64)
+
+    @property
+    def memories(self) -> np.ndarray:
+        """Bytes per device, shape (k,); ``inf`` when unlimited."""
+        return np.array([d.memory for d in self.devices], dtype=np.float64)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Each device's share of the work: speeds normalised to sum 1 (METIS ``tpwgts``)."""
+        s = self.speeds
+        return s / s.sum()
+
+    def link(self, i: int, j: int) -> Link:
+        """The link carrying data from device ``i`` to device ``j`` (free when ``i == j``)."""
+        if not (0 <= i < self.k and 0 <= j < self.k):
+            raise UsageError(f"no device pair ({i}, {j}) among {self.k} devices")
+        if i == j:
+            return Link(bandwidth=math.inf, latency=0.0)
+        return self.links.get((i, j), self.default_link)
+
+    def link_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(bandwidth, latency)`` as (k, k) arrays; the diagonal is free (inf, 0)."""
+        bw = np.full((self.k, self.k), self.default_link.bandwidth)
+        lat = np.full((self.k, self.k), self.default_link.latency)
+        for (i, j), link in self.links.items():
+            bw[i, j], lat[i, j] = link.bandwidth, link.latency
+        np.fill_diagonal(bw, math.inf)
+        np.fill_diagonal(lat, 0.0)
+        return bw, lat
+
+    # -- constructors ------------------------------------------------------------
+    @classmethod
+    def identical(
+        cls,
+        k: int,
+        speed: float = DEFAULT_SPEED,
+        memory: float = math.inf,
+        link: Link = DEFAULT_LINK,
+    ) -> DeviceSet:
+        """``k`` equal devices named ``dev0`` ... (defaults: 1e12 FLOP/s, unlimited memory,
+        1.25e9 B/s and 50 µs links)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"k must be a positive integer, got {k!r}")
+        devices = tuple(Device(f"dev{i}", speed, memory) for i in range(int(k)))
+        return cls(devices, link)
+
+    @classmethod
+    def from_toml(cls, path: str | PathLike) -> DeviceSet:
+        """Read a device file (format in the module docstring)."""
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"device file {str(p)!r} is not a file")
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"device file {str(p)!r} is not valid TOML: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"device file {str(p)!r} cannot be read: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except UsageError as exc:
+            raise UsageError(f"{p}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceSet:
+        """Build from the parsed TOML (or JSON) mapping of the device file format."""
+        if not isinstance(d, dict):
+            raise UsageError("device spec must be a table/mapping")
+        _no_unknown(d, {"device", "link"}, "")
+        link_table = d.get("link", {})
+        if not isinstance(link_table, dict):
+            raise UsageError("link: must be a table")
+        _no_unknown(link_table, {"bandwidth", "latency", "pair"}, "link.")
+        default = _link(link_table, DEFAULT_LINK, "link")
+
+        entries = d.get("device")
+        if not isinstance(entries, list) or not entries:
+            raise UsageError("device: at least one [[device]] table is needed (k >= 1)")
+        devices, index = [], {}
+        for i, e in enumerate(entries):
+            where = f"device[{i}]"
+            if not isinstance(e, dict):
+                raise UsageError(f"{where}: must be a table")
+            _no_unknown(e, {"name", "speed", "memory"}, f"{where}.")
+            name = e.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise UsageError(f"{where}.name: a non-empty string is required")
+            if name in index:
+                raise UsageError(f"{where}.name: duplicate device name {name!r}")
+            index[name] = i
+            speed = _quantity(e.get("speed", DEFAULT_SPEED), "speed", f"{where}.speed")
+            memory = _quantity(e.get("memory", math.inf), "memory", f"{where}.memory")
+            devices.append(Device(name, speed, memory))
+
+        pairs = link_table.get("pair", [])
+        if not isinstance(pairs, list):
+            raise UsageError("link.pair: must be an array of tables ([[link.pair]])")
+        links: dict[tuple[int, int], Link] = {}
+        for i, e in enumerate(pairs):
+            where = f"link.pair[{i}]"
+            if not isinstance(e, dict):
+                raise UsageError(f"{where}: must be a table")
+            _no_unknown(e, {"between", "from", "to", "bandwidth", "latency"}, f"{where}.")
+            link = _link(e, default, where)
+            for a, b in _pair_ends(e, index, where):
+                if (a, b) in links:
+                    raise UsageError(
+                        f"{where}: link {devices[a].name!r} -> {devices[b].name!r} given twice"
+                    )
+                links[a, b] = link
+        return cls(tuple(devices), default, links)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable mapping in the device file format; ``from_dict`` reads it back.
+
+        Unlimited memory is left out (the default); an infinite bandwidth is ``"inf"``.
+        Pairs with the same link both ways are written as ``between``.
+        """
+        out_devices = []
+        for dev in self.devices:
+            entry: dict[str, Any] = {"name": dev.name, "speed": float(dev.speed)}
+            if math.isfinite(dev.memory):
+                entry["memory"] = float(dev.memory)
+            out_devices.append(entry)
+        pairs, done = [], set()
+        for (i, j), link in sorted(self.links.items()):
+            if (i, j) in done:
+                continue
+            entry = _link_dict(link)
+            if self.links.get((j, i)) == link:
+                entry = {"between": [self.devices[i].name, self.devices[j].name], **entry}
+                done.add((j, i))
+            else:
+                entry = {"from": self.devices[i].name, "to": self.devices[j].name, **entry}
+            pairs.append(entry)
+        link_out: dict[str, Any] = _link_dict(self.default_link)
+        if pairs:
+            link_out["pair"] = pairs
+        return {"link": link_out, "device": out_devices}
+
+
+# -- parsing helpers ----------------------------------------------------------------
+def _no_unknown(d: dict, allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise UsageError(
+            f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _unit_scale(unit: str, kind: str) -> tuple[float, float] | None:
+    """``(factor, divisor)`` of ``unit`` for a quantity of ``kind``; None if the unit is wrong."""
+    if unit == "":
+        return 1.0, 1.0
+    if kind == "latency":
+        div = _TIME_DIV.get(unit)
+        return None if div is None else (1.0, div)
+    bases = {
+        "speed": {"FLOPS": 1.0, "FLOP/s": 1.0, "flops": 1.0},
+        "memory": {"B": 1.0},
+        "bandwidth": {"B/s": 1.0, "bit/s": 8.0, "bps": 8.0, "b/s": 8.0},
+    }[kind]
+    for base, div in bases.items():
+        if unit.endswith(base):
+            prefix = unit[: -len(base)]
+            mult = _PREFIX.get(prefix, _BINARY.get(prefix))
+            if mult is not None:
+                return mult, div
+    return None
+
+
+def _quantity(x: Any, kind: str, where: str) -> float:
+    """A number in SI base units, or a string ``"<number><unit>"``; validated."""
+    finite = kind in ("speed", "latency")
+    zero_ok = kind == "latency"
+    if isinstance(x, str):
+        s = x.strip()
+        if s.lower() in ("inf", "unlimited") and not finite:
+            return math.inf
+        m = _QUANTITY.match(s)
+        scale = _unit_scale(m.group(2), kind) if m else None
+        if scale is None:
+            raise UsageError(f"{where}: cannot read {x!r} as a {kind} ({_UNIT_HELP[kind]})")
+        x = float(m.group(1)) * scale[0] / scale[1]
+    try:
+        _check_number(x, where, finite=finite, zero_ok=zero_ok)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {str(exc).removeprefix(where + ' ')}") from None
+    return float(x)
+
+
+_UNIT_HELP = {
+    "speed": "e.g. 1.3e12 or '1.3TFLOPS'",
+    "memory": "e.g. 8589934592, '8GiB' or 'unlimited'",
+    "bandwidth": "bytes/s, e.g. 1.25e9, '10Gbit/s' or '1.25GB/s'",
+    "latency": "seconds, e.g. 5e-5, '50us' or '0.05ms'",
+}
+
+
+def _link(e: dict, default: Link, where: str) -> Link:
+    bw = e.get("bandwidth")
+    lat = e.get("latency")
+    bw = default.bandwidth if bw is None else _quantity(bw, "bandwidth", f"{where}.bandwidth")
+    lat = default.latency if lat is None else _quantity(lat, "latency", f"{where}.latency")
+    return Link(bw, lat)
+
+
+def _pair_ends(e: dict, index: dict[str, int], where: str) -> list[tuple[int, int]]:
+    def dev(name: Any, key: str) -> int:
+        if not isinstance(name, str) or name not in index:
+            raise UsageError(f"{where}.{key}: unknown device {name!r}")
+        return index[name]
+
+    if "between" in e:
+        if "from" in e or "to" in e:
+            raise UsageError(f"{where}: give either between or from/to, not both")
+        ends = e["between"]
+        if not isinstance(ends, list) or len(ends) != 2:
+            raise UsageError(f"{where}.between: must list exactly two device names")
+        a, b = dev(ends[0], "between"), dev(ends[1], "between")
+        result = [(a, b), (b, a)]
+    elif "from" in e and "to" in e:
+        a, b = dev(e["from"], "from"), dev(e["to"], "to")
+        result = [(a, b)]
+    else:
+        raise UsageError(f"{where}: needs between = [a, b] or both from and to")
+    if a == b:
+        raise UsageError(f"{where}: a link must join two different devices")
+    return result
+
+
+def _link_dict(link: Link) -> dict[str, Any]:
+    bw = float(link.bandwidth) if math.isfinite(link.bandwidth) else "inf"
+    return {"bandwidth": bw, "latency": float(link.latency)}
