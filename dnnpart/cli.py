@@ -81,7 +81,9 @@ def main() -> None:
     """Split trained deep neural networks across devices.
 
     \b
-    dnnpart import model.onnx          the model as a partitioning problem
+    dnnpart import model.onnx                  the model as a partitioning problem
+    dnnpart partition model.onnx -k 4 -p metis  a scored split, against the baseline
+    dnnpart partitioners                        what is available
     """
 
 
@@ -152,3 +154,177 @@ def _print_import(doc) -> None:
                 f"{s['density']:.3f}" if "density" in s else "-",
             )
         out.print(table)
+
+
+@main.command("partition")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-k", "k", type=int, help="Number of identical devices.")
+@click.option(
+    "--devices",
+    "devices_file",
+    type=click.Path(dir_okay=False),
+    help="Device file (TOML): names, speeds, memory, links.",
+)
+@click.option("-p", "--partitioner", "method", default="metis", show_default=True)
+@click.option(
+    "--granularity",
+    type=click.Choice(["neuron", "layer"]),
+    default="neuron",
+    show_default=True,
+    help="Split neurons of dense/conv layers, or place whole layers.",
+)
+@click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
+@click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
+@click.option("--imbalance", type=float, default=0.03, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@handle_errors
+def partition_cmd(
+    model, k, devices_file, method, granularity, prune, refine, imbalance, seed, output, as_json
+):
+    """Partition MODEL for K devices and score the split against the vertical baseline."""
+    from dnnpart import partition
+    from dnnpart.devices import DeviceSet
+    from dnnpart.errors import UsageError
+    from dnnpart.importers import load
+
+    if k is None and devices_file is None:
+        raise UsageError("give -k N or --devices FILE")
+    devices = DeviceSet.from_toml(devices_file) if devices_file else None
+    console = _stderr_console()
+    with console.status(f"importing {model}", spinner="dots") as status:
+        graph = load(model)
+        status.update(f"partitioning with {method}")
+        plan = partition(
+            graph,
+            k=k,
+            method=method,
+            devices=devices,
+            granularity=granularity,
+            prune=prune,
+            refine=refine,
+            imbalance=imbalance,
+            seed=seed,
+        )
+    if output:
+        plan.save(output)
+    if as_json:
+        doc = {
+            "method": plan.method,
+            "k": plan.k,
+            "granularity": plan.granularity,
+            "scores": plan.scores,
+            "baseline": plan.baseline,
+            "ratios": plan.ratios,
+            "seconds": plan.seconds,
+            "plan": output,
+        }
+        _emit_json(doc)
+    else:
+        _print_partition(plan)
+    for w in graph.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+_SCORE_ROWS = (
+    ("cut", "cut", "si"),
+    ("volume (activations)", "volume", "si"),
+    ("volume", "volume_bytes", "size"),
+    ("imbalance (worst layer)", "imbalance", "ratio"),
+    ("imbalance (model)", "imbalance_total", "ratio"),
+    ("latency", "latency_s", "time"),
+    ("time per sample", "time_per_sample_s", "time"),
+)
+
+
+def _print_partition(plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dnnpart._format import si, size
+
+    def fmt(value, how):
+        if value is None:
+            return "-"
+        if how == "si":
+            return si(value)
+        if how == "size":
+            return size(value)
+        if how == "time":
+            return f"{value * 1e3:.3f} ms"
+        return f"{value:.3f}"
+
+    table = Table(title=f"{plan.method}, k = {plan.k}, {plan.granularity} granularity")
+    for col in ("metric", plan.method, "vertical", "ratio"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for label, key, how in _SCORE_ROWS:
+        ratio = (plan.ratios or {}).get(key)
+        table.add_row(
+            label,
+            fmt(plan.scores.get(key), how),
+            fmt((plan.baseline or {}).get(key), how),
+            f"{ratio:.3f}" if ratio is not None else "-",
+        )
+    table.add_row(
+        "memory per device", ", ".join(size(m) for m in plan.scores["memory_bytes"]), "", ""
+    )
+    Console().print(table)
+
+
+@main.command("partitioners")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
+@handle_errors
+def partitioners_cmd(as_json: bool) -> None:
+    """List the partitioners available (built-in and from plugins)."""
+    from dnnpart.plugins import get_registry
+
+    reg = get_registry()
+    rows = [
+        {
+            "name": name,
+            "plugin": reg.owner[name],
+            "granularities": list(getattr(cls, "granularities", ())),
+        }
+        for name, cls in sorted(reg.partitioners.items())
+    ]
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "plugin", "granularities"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["plugin"], ", ".join(r["granularities"]))
+    Console().print(table)
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
+@handle_errors
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins, their partitioners, and any error loading them."""
+    from dnnpart.plugins import get_registry
+
+    infos = [p.to_dict() for p in get_registry().plugins]
+    if as_json:
+        _emit_json(infos)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "version", "partitioners", "error"):
+        table.add_column(col)
+    for p in infos:
+        table.add_row(
+            p["name"], p["version"] or "-", ", ".join(p["partitioners"]), p["error"] or ""
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -89,6 +89,23 @@ class Layer:
             return 0
         return self.weights["weight"].count_nonzero()
 
+    def fan_in_counts(self) -> np.ndarray:
+        """Synapses into each neuron (its MACs per output element), streamed, shape (neurons,)."""
+        if not self.splittable:
+            raise ValueError(f"layer {self.name!r} ({self.op_type}) is not splittable")
+        w = self.weights["weight"]
+        if w._fill is not None:  # a constant fill: every weight or none is a synapse
+            per = w.size // self.neurons if w._fill != 0 else 0
+            return np.full(self.neurons, per, dtype=np.int64)
+        counts = np.zeros(self.neurons, dtype=np.int64)
+        by_row = self.kind == LayerKind.CONV or self._weight_in_out()[2]
+        for r0, block in w.iter_rows():
+            if by_row:  # rows are neurons
+                counts[r0 : r0 + block.shape[0]] = np.count_nonzero(block, axis=1)
+            else:
+                counts += np.count_nonzero(block, axis=0)
+        return counts
+
     def synapse_matrix(self) -> sp.csr_array:
         """Synapses as a sparse ``(inputs, neurons)`` matrix.
 

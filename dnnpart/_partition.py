@@ -1,0 +1,89 @@
+"""``dnnpart.partition``: a model and devices in, a scored :class:`Plan` out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dnnpart._plan import Plan, file_sha256
+from dnnpart.devices import DeviceSet
+from dnnpart.errors import UsageError
+from dnnpart.graph import LayerGraph
+from dnnpart.partitioners._from_graph import build_problem
+from dnnpart.plugins import get_registry
+from dnnpart.scoring import ratios, score
+
+__all__ = ["partition"]
+
+BASELINE = "vertical"
+
+
+def partition(
+    graph: LayerGraph,
+    *,
+    k: int | None = None,
+    method: str = "metis",
+    devices: DeviceSet | None = None,
+    granularity: str = "neuron",
+    prune: float | None = None,
+    refine: bool = False,
+    imbalance: float = 0.03,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> Plan:
+    """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
+
+    The partitioner's answer is validated, scored, and compared with the vertical
+    baseline on the same problem. ``prune`` zeroes that fraction of the smallest weights
+    of each splittable layer first; ``refine`` runs Kernighan-Lin/FM after the method.
+    """
+    if devices is None:
+        if k is None:
+            raise UsageError("give k or devices")
+        devices = DeviceSet.identical(k)
+    elif k is not None and k != devices.k:
+        raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
+    registry = get_registry()
+    cls = registry.get(method)
+    if granularity not in getattr(cls, "granularities", ("neuron", "layer")):
+        raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
+    if prune:
+        from dnnpart.compress import magnitude_prune
+
+        graph = magnitude_prune(graph, prune)
+    problem = build_problem(
+        graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
+    )
+    partitioner = cls(**(options or {}))
+    start = time.perf_counter()
+    labels = problem.validate(partitioner.partition(problem), who=f"partitioner {method!r}")
+    if refine:
+        from dnnpart.partitioners.kl import kl_refine
+
+        labels = problem.validate(kl_refine(problem, labels), who="kl refinement")
+    seconds = time.perf_counter() - start
+    scores = score(problem, labels, devices)
+    base_labels = registry.get(BASELINE)().partition(problem)
+    baseline = score(problem, problem.validate(base_labels, who=BASELINE), devices)
+    return Plan(
+        method=method,
+        k=devices.k,
+        granularity=granularity,
+        labels=labels,
+        groups=list(problem.layer_names),
+        offsets=[int(x) for x in problem.layer_offsets],
+        scores=scores.to_dict(),
+        baseline=baseline.to_dict(),
+        ratios=ratios(scores, baseline),
+        devices=devices.to_dict(),
+        parameters={
+            "seed": seed,
+            "imbalance": imbalance,
+            "prune": prune,
+            "refine": refine,
+            "options": partitioner.get_params(),
+        },
+        model=graph.path,
+        model_sha256=file_sha256(graph.path) if graph.path else None,
+        seconds=seconds,
+    )

@@ -1,0 +1,302 @@
+"""Partitioning problems from a LayerGraph, at neuron and at layer granularity.
+
+Neuron granularity (GraphDNN thesis, RePurpose): vertices are the model's input features
+and the output neurons of splittable layers (dense: output features; conv: output
+channels); a synapse is a non-zero weight. Neuron-wise ops (activations, bias, batch norm,
+pooling, same-shape elementwise) follow the split of their input and add no vertex: their
+output neuron ``c`` lives where input neuron ``c`` lives (a second input's neuron ``c`` is
+sent there). Every other layer is placed whole: one vertex that needs its whole input.
+
+Layer granularity (pipeline tools, Tarnawski et al.): vertices are the model's input
+tensors and the layers; edges carry tensor bytes; one balanced group holds every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from dnnpart.errors import UsageError
+from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo
+from dnnpart.partitioners._problem import Problem
+
+__all__ = ["neuron_problem", "layer_problem", "build_problem"]
+
+
+def build_problem(graph: LayerGraph, granularity: str = "neuron", **kwargs) -> Problem:
+    """:func:`neuron_problem` or :func:`layer_problem` by name."""
+    if granularity == "neuron":
+        return neuron_problem(graph, **kwargs)
+    if granularity == "layer":
+        return layer_problem(graph, **kwargs)
+    raise UsageError(f"granularity must be 'neuron' or 'layer', got {granularity!r}")
+
+
+def _elements(t: TensorInfo) -> int:
+    n = t.num_elements
+    return int(n) if n is not None else 1
+
+
+def _bytes_per_element(t: TensorInfo) -> float:
+    return (t.bits or 32) / 8
+
+
+@dataclass
+class _Space:
+    """Where the neurons of a tensor live: vertices ``offset .. offset + count``."""
+
+    offset: int
+    count: int
+    per_neuron: int  # elements of the tensor per neuron (H*W for a conv channel)
+    whole: bool  # a single vertex holding the whole tensor
+
+
+class _NeuronBuilder:
+    def __init__(self, graph: LayerGraph):
+        self.graph = graph
+        self.spaces: dict[str, _Space] = {}
+        self.offsets = [0]
+        self.names: list[str] = []
+        self.balanced: list[bool] = []
+        self.weight: list[np.ndarray] = []
+        self.elements: list[np.ndarray] = []
+        self.bytes: list[np.ndarray] = []
+        self.params: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+
+    def group(self, name, count, *, balanced, weight, elements, nbytes, params) -> int:
+        start = self.offsets[-1]
+        self.offsets.append(start + count)
+        self.names.append(name)
+        self.balanced.append(balanced)
+        for store, value in (
+            (self.weight, weight),
+            (self.elements, elements),
+            (self.bytes, nbytes),
+            (self.params, params),
+        ):
+            store.append(np.broadcast_to(np.asarray(value, dtype=np.float64), (count,)).copy())
+        return start
+
+    def edges(self, src, dst, val) -> None:
+        self.rows.append(np.asarray(src, dtype=np.int64))
+        self.cols.append(np.asarray(dst, dtype=np.int64))
+        self.vals.append(np.asarray(val, dtype=np.float64))
+
+    def neuron_axis_count(self, t: TensorInfo, consumer: Layer | None) -> int:
+        """Features of a model input: channels for a conv consumer, else the last dim."""
+        if t.shape is None or not t.shape:
+            return 1
+        if consumer is not None and consumer.kind == LayerKind.CONV and len(t.shape) > 1:
+            return int(t.shape[1] or 1)
+        return int(t.shape[-1] or 1)
+
+    def add_input(self, t: TensorInfo) -> None:
+        consumers = self.graph.consumers.get(t.name, [])
+        first = self.graph.layers[consumers[0]] if consumers else None
+        count = max(1, self.neuron_axis_count(t, first))
+        per = max(1, _elements(t) // count)
+        off = self.group(
+            f"input:{t.name}",
+            count,
+            balanced=False,
+            weight=0.0,
+            elements=per,
+            nbytes=per * _bytes_per_element(t),
+            params=0,
+        )
+        self.spaces[t.name] = _Space(off, count, per, False)
+
+    def add_whole(self, layer: Layer) -> None:
+        out_elems = sum(_elements(t) for t in layer.outputs)
+        out_bytes = sum(t.nbytes or _elements(t) * 4 for t in layer.outputs)
+        v = self.group(
+            layer.name,
+            1,
+            balanced=False,
+            weight=float(layer.macs),
+            elements=out_elems,
+            nbytes=out_bytes,
+            params=layer.param_bytes,
+        )
+        for name in [t.name for t in layer.inputs] + list(layer.captured):
+            space = self.spaces.get(name)
+            if space is None:
+                continue
+            srcs = np.arange(space.offset, space.offset + space.count)
+            self.edges(srcs, np.full(len(srcs), v), np.full(len(srcs), float(space.per_neuron)))
+        for t in layer.outputs:
+            self.spaces[t.name] = _Space(v, 1, _elements(t), True)
+
+    def add_splittable(self, layer: Layer) -> None:
+        neurons = int(layer.neurons)
+        space = self.spaces.get(layer.inputs[0].name) if layer.inputs else None
+        if space is None or space.whole:  # only the count of synapses into each neuron matters
+            syn = None
+            in_count = layer.fan_in_counts().astype(np.float64)
+        else:
+            syn = layer.synapse_matrix().tocoo()
+            in_count = np.bincount(syn.col, weights=syn.data, minlength=neurons)
+        out = layer.outputs[0]
+        per = max(1, _elements(out) // neurons)
+        macs = in_count * per
+        off = self.group(
+            layer.name,
+            neurons,
+            balanced=True,
+            weight=macs,
+            elements=per,
+            nbytes=per * _bytes_per_element(out),
+            params=layer.param_bytes / neurons,
+        )
+        if space is not None:
+            if syn is None:
+                self.edges(np.full(neurons, space.offset), off + np.arange(neurons), in_count)
+            else:
+                # features of the input map onto its neurons (equal blocks when a flattened
+                # conv output feeds a dense layer)
+                fan_in = syn.shape[0]
+                ratio = max(1, fan_in // space.count) if fan_in % space.count == 0 else None
+                if ratio is None:
+                    srcs = np.arange(space.offset, space.offset + space.count)
+                    self.edges(
+                        np.repeat(srcs, neurons),
+                        np.tile(off + np.arange(neurons), len(srcs)),
+                        np.full(len(srcs) * neurons, 1.0),
+                    )
+                else:
+                    m = sp.coo_array(
+                        (syn.data, (syn.row // ratio, syn.col)), shape=(space.count, neurons)
+                    ).tocsr()
+                    m.sum_duplicates()
+                    c = m.tocoo()
+                    self.edges(space.offset + c.row, off + c.col, c.data)
+        for t in layer.outputs:
+            self.spaces[t.name] = _Space(off, neurons, per, False)
+
+    def add_neuronwise(self, layer: Layer) -> bool:
+        """Let the output follow the first input's neurons; False if it cannot."""
+        spaces = [self.spaces.get(t.name) for t in layer.inputs]
+        spaces = [s for s in spaces if s is not None]
+        if not spaces or spaces[0].whole:
+            return False
+        lead = spaces[0]
+        for other in spaces[1:]:
+            if other.whole or other.count != lead.count:
+                return False
+        for other in spaces[1:]:
+            if other.offset != lead.offset:
+                self.edges(
+                    other.offset + np.arange(other.count),
+                    lead.offset + np.arange(lead.count),
+                    np.ones(lead.count),
+                )
+        for t in layer.outputs:
+            self.spaces[t.name] = _Space(lead.offset, lead.count, lead.per_neuron, False)
+        return True
+
+
+def neuron_problem(
+    graph: LayerGraph,
+    k: int = 2,
+    *,
+    targets=None,
+    imbalance: float = 0.03,
+    seed: int = 0,
+) -> Problem:
+    """The neuron-level problem of ``graph`` (see the module docstring)."""
+    b = _NeuronBuilder(graph)
+    for t in graph.inputs:
+        b.add_input(t)
+    for layer in graph.layers:
+        if layer.splittable and layer.inputs:
+            b.add_splittable(layer)
+        elif layer.neuronwise and b.add_neuronwise(layer):
+            continue
+        else:
+            b.add_whole(layer)
+    return _finish(b, graph, k, targets, imbalance, seed, "neuron")
+
+
+def layer_problem(
+    graph: LayerGraph,
+    k: int = 2,
+    *,
+    targets=None,
+    imbalance: float = 0.03,
+    seed: int = 0,
+) -> Problem:
+    """The layer-level problem of ``graph``: one vertex per layer (after the inputs)."""
+    b = _NeuronBuilder(graph)
+    for t in graph.inputs:
+        off = b.group(
+            f"input:{t.name}",
+            1,
+            balanced=False,
+            weight=0.0,
+            elements=_elements(t),
+            nbytes=t.nbytes or _elements(t) * 4,
+            params=0,
+        )
+        b.spaces[t.name] = _Space(off, 1, _elements(t), True)
+    first = b.offsets[-1]
+    n_layers = len(graph.layers)
+    out_elems = [sum(_elements(t) for t in layer.outputs) for layer in graph.layers]
+    out_bytes = [sum(t.nbytes or _elements(t) * 4 for t in layer.outputs) for layer in graph.layers]
+    b.group(
+        "layers",
+        n_layers,
+        balanced=True,
+        weight=[float(layer.macs) for layer in graph.layers],
+        elements=out_elems,
+        nbytes=out_bytes,
+        params=[layer.param_bytes for layer in graph.layers],
+    )
+    src, dst, val = [], [], []
+    for i, layer in enumerate(graph.layers):
+        for name in dict.fromkeys([t.name for t in layer.inputs] + list(layer.captured)):
+            if name in graph.producer:
+                u = first + graph.producer[name]
+            elif name in b.spaces:
+                u = b.spaces[name].offset
+            else:
+                continue
+            t = graph.tensors.get(name)
+            src.append(u)
+            dst.append(first + i)
+            val.append(float(t.nbytes or 4) if t is not None else 4.0)
+    b.edges(src, dst, val)
+    return _finish(b, graph, k, targets, imbalance, seed, "layer")
+
+
+def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) -> Problem:
+    n = b.offsets[-1]
+    if b.rows:
+        rows, cols, vals = (np.concatenate(x) for x in (b.rows, b.cols, b.vals))
+    else:
+        rows = cols = np.zeros(0, np.int64)
+        vals = np.zeros(0)
+    keep = rows != cols
+    synapses = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(n, n))
+    synapses.sum_duplicates()
+    cat = np.concatenate
+    return Problem(
+        synapses=synapses,
+        vertex_weight=cat(b.weight) if b.weight else np.zeros(0),
+        layer_offsets=np.asarray(b.offsets),
+        k=k,
+        targets=targets,
+        imbalance=imbalance,
+        seed=seed,
+        granularity=granularity,
+        balanced=np.asarray(b.balanced, dtype=bool),
+        activation_elements=np.rint(cat(b.elements)).astype(np.int64),
+        activation_bytes=np.rint(cat(b.bytes)).astype(np.int64),
+        param_bytes=np.rint(cat(b.params)).astype(np.int64),
+        layer_names=tuple(b.names),
+        graph=graph,
+    )
