@@ -161,8 +161,12 @@ class Weight:
             finally:
                 os.close(fd)
             return out.reshape(self.shape)
+        import onnx
         from onnx import numpy_helper
 
+        if self._proto.data_location == onnx.TensorProto.EXTERNAL:
+            # never let onnx resolve the location itself (relative to the working directory)
+            raise UnsafeReferenceError(f"weight {self.name!r}: external data was not checked")
         try:
             return np.asarray(numpy_helper.to_array(self._proto)).reshape(self.shape)
         except Exception as exc:  # the proto's payload disagrees with its header

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsupportedModelError
-from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo, Weight
+from dnnpart.graph import ExternalRef, Layer, LayerGraph, LayerKind, TensorInfo, Weight
 from dnnpart.graph._costs import (
     CHANNELWISE,
     ELEMENTWISE_BINARY,
@@ -51,11 +51,8 @@ def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
     warnings: list[str] = []
 
     # 1. every tensor checked before any byte of external data is read
-    external = {}
     for tensor, where in iter_tensors(proto):
-        ref = check_tensor(tensor, where, base_dir)
-        if ref is not None:
-            external[id(tensor)] = ref
+        check_tensor(tensor, where, base_dir)
     if proto.graph.sparse_initializer:
         name = proto.graph.sparse_initializer[0].values.name
         raise UnsupportedModelError(
@@ -65,6 +62,7 @@ def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
     # 2. structure: names, cycles, order, functions
     check_and_sort(proto)
     check_functions(proto)
+    external = _external_refs(proto, base_dir)
     opset = _default_opset(proto)
     known = onnx.defs.onnx_opset_version()
     if opset > known:
@@ -91,6 +89,25 @@ def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
         model=model,
         path=path,
     )
+
+
+def _external_refs(proto: onnx.ModelProto, base_dir: str) -> dict[str, ExternalRef]:
+    """Checked references of the main graph's external tensors, by tensor name.
+
+    Keyed by name (initializer name, or the output of a ``Constant`` node), never by the
+    identity of protobuf wrappers, which Python may free and reuse.
+    """
+    refs: dict[str, ExternalRef] = {}
+    for t in proto.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            refs[t.name] = check_tensor(t, f"initializer {t.name!r}", base_dir)
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                    where = f"attribute {attr.name!r} of node {node.name or node.op_type!r}"
+                    refs[node.output[0]] = check_tensor(attr.t, where, base_dir)
+    return refs
 
 
 def _warn(warnings: list[str], strict: bool, message: str) -> None:
@@ -232,7 +249,7 @@ class _Builder:
         else:
             np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
         return Weight(
-            name, tuple(t.dims), dtype, bits, np_dtype, proto=t, external=self.external.get(id(t))
+            name, tuple(t.dims), dtype, bits, np_dtype, proto=t, external=self.external.get(name)
         )
 
     def _constant_node_weight(self, node: onnx.NodeProto) -> Weight | None:
@@ -489,6 +506,11 @@ class _Builder:
                 in_shapes.append(self.weights[t].shape)
             else:
                 in_shapes.append(self.info(t).shape)
+        if node.op_type in _CONTROL_FLOW:
+            self.warnings.append(
+                f"layer {name!r}: the cost of {node.op_type} bodies is not counted (0 MACs)"
+            )
+            return 0
         macs = layer_macs(node.op_type, attrs, in_shapes, [o.shape for o in outputs])
         if macs is None:
             unknown = [
