@@ -24,7 +24,7 @@ def partition(
     k: int | None = None,
     method: str = "metis",
     devices: DeviceSet | None = None,
-    granularity: str = "neuron",
+    granularity: str | None = None,
     prune: float | None = None,
     refine: bool = False,
     imbalance: float = 0.03,
@@ -37,6 +37,13 @@ def partition(
     baseline on the same problem. ``prune`` zeroes that fraction of the smallest weights
     of each splittable layer first; ``refine`` runs Kernighan-Lin/FM after the method.
     """
+    profile = getattr(graph, "profile", None)
+    if devices is None and profile is not None:
+        from dnnpart.importers._profiled import profile_devices
+
+        # the file's accelerators and CPU cores; -k K sets the number of accelerators
+        devices = profile_devices(profile, None if k is None else k)
+        k = None
     if devices is None:
         if k is None:
             raise UsageError("give k or devices")
@@ -45,7 +52,10 @@ def partition(
         raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
     registry = get_registry()
     cls = registry.get(method)
-    if granularity not in getattr(cls, "granularities", ("neuron", "layer")):
+    supported = getattr(cls, "granularities", ("neuron", "layer"))
+    if granularity is None:  # neurons where the model and the method allow it
+        granularity = "layer" if profile is not None or "neuron" not in supported else "neuron"
+    if granularity not in supported:
         raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
     if prune:
         from dnnpart.compress import magnitude_prune
@@ -54,10 +64,15 @@ def partition(
     problem = build_problem(
         graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
     )
-    partitioner = cls(**(options or {}))
+    problem.devices = devices
+    options = dict(options or {})
+    own_refine = getattr(cls, "refines_itself", False)
+    if refine and own_refine:
+        options["refine"] = True
+    partitioner = cls(**options)
     start = time.perf_counter()
     labels = problem.validate(partitioner.partition(problem), who=f"partitioner {method!r}")
-    if refine:
+    if refine and not own_refine:
         from dnnpart.partitioners.kl import kl_refine
 
         labels = problem.validate(kl_refine(problem, labels), who="kl refinement")

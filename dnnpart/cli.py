@@ -169,9 +169,9 @@ def _print_import(doc) -> None:
 @click.option(
     "--granularity",
     type=click.Choice(["neuron", "layer"]),
-    default="neuron",
-    show_default=True,
-    help="Split neurons of dense/conv layers, or place whole layers.",
+    default=None,
+    help="Split neurons of dense/conv layers, or place whole layers "
+    "[default: neuron; layer for profiled graphs and layer-only partitioners].",
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
@@ -189,12 +189,12 @@ def partition_cmd(
     from dnnpart.errors import UsageError
     from dnnpart.importers import load
 
-    if k is None and devices_file is None:
-        raise UsageError("give -k N or --devices FILE")
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
     console = _stderr_console()
     with console.status(f"importing {model}", spinner="dots") as status:
         graph = load(model)
+        if k is None and devices is None and graph.profile is None:
+            raise UsageError("give -k N or --devices FILE")
         status.update(f"partitioning with {method}")
         plan = partition(
             graph,
@@ -235,6 +235,7 @@ _SCORE_ROWS = (
     ("imbalance (model)", "imbalance_total", "ratio"),
     ("latency", "latency_s", "time"),
     ("time per sample", "time_per_sample_s", "time"),
+    ("max-load (Tarnawski et al.)", "max_load", "ratio"),
 )
 
 

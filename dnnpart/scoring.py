@@ -36,6 +36,11 @@ latency_s (neuron granularity)
     consuming group on the receiving device is ``g`` (an activation sent once to device
     ``b`` is charged to the first group on ``b`` that needs it); links work in parallel, so
     ``transfer_g = max over links (a, b) with a message of latency + bytes / bandwidth``.
+max_load (profiled graphs, layer granularity)
+    Exactly the objective of Tarnawski et al. (2020), see the data README: an
+    accelerator's load is its nodes' accelerator time plus the transfer cost of each of
+    its outputs sent elsewhere and of each output it receives; a CPU core's load is its
+    nodes' CPU time. ``None`` for other problems.
 latency_s, time_per_sample_s (layer granularity)
     ``latency_s`` is the single-sample makespan of the DAG: vertices (in topological order)
     run on their device one at a time in vertex order; a vertex starts when its device is
@@ -108,6 +113,7 @@ class Scores:
     time_per_sample_s: float | None
     compute_s_per_group: list[float] | None
     transfer_s_per_group: list[float] | None
+    max_load: float | None = None  # profiled graphs: the paper's max-load
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (arrays become lists, numpy scalars Python ones)."""
@@ -300,7 +306,21 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         time_per_sample_s=time_per_sample,
         compute_s_per_group=compute_s,
         transfer_s_per_group=transfer_s,
+        max_load=_max_load(problem, labels),
     )
+
+
+def _max_load(problem: Problem, labels: np.ndarray) -> float | None:
+    """The paper's objective (Tarnawski et al. 2020) for profiled graphs, else None."""
+    if getattr(problem.graph, "profile", None) is None or problem.granularity != "layer":
+        return None
+    from dnnpart.partitioners._pipeline_dp import max_load
+    from dnnpart.partitioners.pipeline import pipeline_problem_of
+
+    pp, sl, order = pipeline_problem_of(problem)
+    assignment = np.empty(len(order), dtype=np.int64)
+    assignment[order] = labels[sl]
+    return float(max_load(pp, assignment))
 
 
 def _makespan(

@@ -48,6 +48,8 @@ class LayerGraph:
         self.warnings = list(warnings or [])
         self.model = model
         self.path = path
+        self.profile = None  # a ProfiledGraph, for graphs imported from profiles
+        self.profile_order = None  # layer index -> profiled node index
         self._index = {id(layer): i for i, layer in enumerate(self.layers)}
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}

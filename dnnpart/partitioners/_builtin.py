@@ -10,7 +10,14 @@ def register_partitioners(register):
     from dnnpart.partitioners.kl import KLPartitioner
     from dnnpart.partitioners.metis import MetisPartitioner
     from dnnpart.partitioners.munkres import MunkresPartitioner
+    from dnnpart.partitioners.pipeline import PipelinePartitioner
     from dnnpart.partitioners.vertical import VerticalPartitioner
 
-    for cls in (VerticalPartitioner, MetisPartitioner, KLPartitioner, MunkresPartitioner):
+    for cls in (
+        VerticalPartitioner,
+        MetisPartitioner,
+        KLPartitioner,
+        MunkresPartitioner,
+        PipelinePartitioner,
+    ):
         register(cls)

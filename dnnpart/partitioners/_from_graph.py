@@ -245,13 +245,18 @@ def layer_problem(
         b.spaces[t.name] = _Space(off, 1, _elements(t), True)
     first = b.offsets[-1]
     n_layers = len(graph.layers)
+    profile = getattr(graph, "profile", None)
+    if profile is not None:  # profiled graphs: accelerator seconds, not MACs
+        work = profile.fpga_time[graph.profile_order].astype(float).tolist()
+    else:
+        work = [float(layer.macs) for layer in graph.layers]
     out_elems = [sum(_elements(t) for t in layer.outputs) for layer in graph.layers]
     out_bytes = [sum(t.nbytes or _elements(t) * 4 for t in layer.outputs) for layer in graph.layers]
     b.group(
         "layers",
         n_layers,
         balanced=True,
-        weight=[float(layer.macs) for layer in graph.layers],
+        weight=work,
         elements=out_elems,
         nbytes=out_bytes,
         params=[layer.param_bytes for layer in graph.layers],
@@ -270,7 +275,10 @@ def layer_problem(
             dst.append(first + i)
             val.append(float(t.nbytes or 4) if t is not None else 4.0)
     b.edges(src, dst, val)
-    return _finish(b, graph, k, targets, imbalance, seed, "layer")
+    problem = _finish(b, graph, k, targets, imbalance, seed, "layer")
+    if profile is not None:
+        problem.weight_unit = "seconds"
+    return problem
 
 
 def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) -> Problem:

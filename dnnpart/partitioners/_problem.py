@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class Problem:
         seconds already (profiled graphs).
     graph : LayerGraph or None
         The model the problem came from, for partitioners that want more.
+    devices : DeviceSet or None
+        The devices (speeds, memory, links), for partitioners that model time.
     """
 
     synapses: sp.csr_array
@@ -78,6 +81,7 @@ class Problem:
     layer_names: tuple[str, ...] = ()
     weight_unit: str = "macs"
     graph: Any = None
+    devices: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -137,7 +141,7 @@ class Problem:
         """Group index of every vertex."""
         return np.repeat(np.arange(self.num_layers), np.diff(self.layer_offsets))
 
-    @property
+    @functools.cached_property
     def adjacency(self) -> sp.csr_array:
         """Symmetric communication graph ``synapses + synapses.T`` (no self loops)."""
         a = self.synapses + self.synapses.T
