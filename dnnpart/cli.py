@@ -13,6 +13,7 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 
 from dnnpart.errors import DnnpartError
 
@@ -120,7 +121,7 @@ def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> No
     else:
         _print_import(doc)
     for w in doc["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 def _print_import(doc) -> None:
@@ -131,14 +132,14 @@ def _print_import(doc) -> None:
 
     out = Console()
     head = Table(show_header=False, box=None, pad_edge=False)
-    head.add_row("model", str(doc["model"]))
+    head.add_row("model", escape(str(doc["model"])))
     head.add_row("layers", str(doc["layers"]))
     head.add_row("params", f"{si(doc['params'])} ({size(doc['param_bytes'])})")
     head.add_row("MACs", si(doc["macs"]))
     head.add_row("activations", size(doc["activation_bytes"]))
-    head.add_row("ops", ", ".join(f"{op} {n}" for op, n in doc["ops"].items()))
+    head.add_row("ops", escape(", ".join(f"{op} {n}" for op, n in doc["ops"].items())))
     for t in doc["inputs"]:
-        head.add_row("input", f"{t['name']} {t['shape']} {t['dtype']}")
+        head.add_row("input", escape(f"{t['name']} {t['shape']} {t['dtype']}"))
     out.print(head)
     if doc["splittable"]:
         table = Table(title="splittable layers")
@@ -147,8 +148,8 @@ def _print_import(doc) -> None:
         for s in doc["splittable"]:
             syn = s.get("synapses")
             table.add_row(
-                s["name"],
-                s["op"],
+                escape(s["name"]),
+                escape(s["op"]),
                 str(s["neurons"]),
                 si(syn) if syn is not None else "-",
                 f"{s['density']:.3f}" if "density" in s else "-",
@@ -224,7 +225,7 @@ def partition_cmd(
     else:
         _print_partition(plan)
     for w in graph.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 _SCORE_ROWS = (
@@ -256,7 +257,7 @@ def _print_partition(plan) -> None:
             return f"{value * 1e3:.3f} ms"
         return f"{value:.3f}"
 
-    table = Table(title=f"{plan.method}, k = {plan.k}, {plan.granularity} granularity")
+    table = Table(title=escape(f"{plan.method}, k = {plan.k}, {plan.granularity} granularity"))
     for col in ("metric", plan.method, "vertical", "ratio"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for label, key, how in _SCORE_ROWS:
@@ -299,7 +300,7 @@ def partitioners_cmd(as_json: bool) -> None:
     for col in ("name", "plugin", "granularities"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["plugin"], ", ".join(r["granularities"]))
+        table.add_row(escape(r["name"]), escape(r["plugin"]), ", ".join(r["granularities"]))
     Console().print(table)
 
 
@@ -322,7 +323,10 @@ def plugins_cmd(as_json: bool) -> None:
         table.add_column(col)
     for p in infos:
         table.add_row(
-            p["name"], p["version"] or "-", ", ".join(p["partitioners"]), p["error"] or ""
+            escape(p["name"]),
+            escape(p["version"] or "-"),
+            escape(", ".join(p["partitioners"])),
+            escape(p["error"] or ""),
         )
     Console().print(table)
 

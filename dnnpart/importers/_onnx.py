@@ -129,20 +129,8 @@ def _infer_shapes(proto: onnx.ModelProto, warnings: list[str]) -> dict[str, tupl
     Model inputs with symbolic or unknown dimensions get 1 there (costs are per sample);
     big initializers become typed inputs so that the copy stays small.
     """
-    light = onnx.ModelProto()
-    light.CopyFrom(proto) if proto.ByteSize() < (64 << 20) else _copy_light(proto, light)
+    light, big = _light_copy(proto)
     graph = light.graph
-    big = [t for t in graph.initializer if t.ByteSize() > _LIGHT_BYTES]
-    if big:
-        keep = [t for t in graph.initializer if t.ByteSize() <= _LIGHT_BYTES]
-        inputs = {i.name for i in graph.input}
-        for t in big:
-            if t.name not in inputs:
-                graph.input.append(
-                    onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                )
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
     init_names = {t.name for t in graph.initializer} | {t.name for t in big}
     for inp in graph.input:
         if inp.name in init_names or not inp.type.HasField("tensor_type"):
@@ -183,12 +171,34 @@ def _infer_shapes(proto: onnx.ModelProto, warnings: list[str]) -> dict[str, tupl
     return out
 
 
-def _copy_light(proto: onnx.ModelProto, light: onnx.ModelProto) -> None:
-    """Copy ``proto`` into ``light`` without the payload of big main-graph initializers."""
-    light.CopyFrom(proto)  # protobuf copies are cheap next to parsing; payloads dropped below
-    for t in light.graph.initializer:
-        if t.ByteSize() > _LIGHT_BYTES:
-            t.ClearField("raw_data")
+def _light_copy(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """The model without the payload of its big main-graph initializers.
+
+    Big initializers become typed graph inputs (shape inference needs their shapes, not
+    their bytes), so the copy never holds a second copy of the weights.
+    """
+    src = proto.graph
+    light = onnx.ModelProto(ir_version=proto.ir_version)
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    graph = light.graph
+    graph.name = src.name
+    graph.node.extend(src.node)
+    graph.input.extend(src.input)
+    graph.output.extend(src.output)
+    graph.value_info.extend(src.value_info)
+    inputs = {i.name for i in src.input}
+    big = []
+    for t in src.initializer:
+        if t.ByteSize() <= _LIGHT_BYTES:
+            graph.initializer.append(t)
+            continue
+        big.append(t)
+        if t.name not in inputs:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+            )
+    return light, big
 
 
 def _deserialize(proto: onnx.ModelProto, base_dir: str, path: str):

@@ -41,10 +41,70 @@ def read_model_proto(path: str) -> onnx.ModelProto:
     try:
         proto.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
+        if "depth" in str(exc).lower():  # upb/C++ parsers stop at 100 nested messages
+            raise ResourceLimitError(
+                f"{path}: messages nested deeper than the protobuf parser allows "
+                "(subgraphs nested too deeply?); refusing"
+            ) from None
         raise InvalidModelError(f"not a valid ONNX model: {path} ({_short(exc)})") from None
+    twice = _singular_field_given_twice(data)
+    if twice:
+        raise InvalidModelError(
+            f"not a valid ONNX model: {path} ({twice} given twice: trailing bytes?)"
+        )
     del data
     _check_header(proto, path)
     return proto
+
+
+# ModelProto's singular fields: protobuf merges a repeat silently (the last one wins), so
+# bytes appended to a model can parse cleanly and replace its graph or version.
+_SINGULAR_FIELDS = {
+    1: "ir_version",
+    2: "producer_name",
+    3: "producer_version",
+    4: "domain",
+    5: "model_version",
+    6: "doc_string",
+    7: "graph",
+}
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _singular_field_given_twice(data: bytes) -> str | None:
+    """Name of a top-level singular field that occurs twice in ``data`` (already parsed).
+
+    Walks the top-level field headers only, skipping payloads: cheap, and no writer emits
+    a singular field twice, so a repeat means bytes were appended to the model.
+    """
+    seen: set[int] = set()
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number in _SINGULAR_FIELDS and number in seen:
+            return _SINGULAR_FIELDS[number]
+        seen.add(number)
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:  # groups: not in onnx.proto; the parser has judged them already
+            return None
+    return None
 
 
 def _short(exc: Exception) -> str:
@@ -66,5 +126,15 @@ def _check_header(proto: onnx.ModelProto, path: str) -> None:
         )
     if not 1 <= proto.ir_version <= MAX_IR_VERSION:
         raise InvalidModelError(f"not a valid ONNX model: {path} (ir_version {proto.ir_version})")
+    for entry in proto.opset_import:
+        if not isinstance(entry.domain, str):  # proto2 strings: bytes when not UTF-8
+            raise InvalidModelError(
+                f"not a valid ONNX model: {path} (opset domain {entry.domain!r} is not UTF-8)"
+            )
+        if entry.domain in ("", "ai.onnx") and entry.version < 1:
+            raise InvalidModelError(
+                f"not a valid ONNX model: {path} (opset version {entry.version} "
+                f"for domain {entry.domain or 'ai.onnx'!r})"
+            )
     if not proto.graph.output:
         raise InvalidModelError(f"not a valid ONNX model: {path} (the graph has no outputs)")

@@ -3,7 +3,9 @@
 Strangers' graphs may list nodes out of order, contain cycles, produce a tensor twice,
 read a tensor nobody produces, repeat initializer names, or call local functions that call
 themselves. Each is found here by explicit checks (never ``assert``) and named in the
-error; nodes out of order are sorted. Subgraphs (If/Loop/Scan bodies) are handled with an
+error; nodes out of order are sorted. Names that are not UTF-8, sparse tensors (which
+onnx-ir cannot hold) and nodes known to crash onnx's shape inference are refused here too,
+before anything downstream sees them. Subgraphs (If/Loop/Scan bodies) are handled with an
 explicit stack: nesting depth never becomes Python recursion depth.
 """
 
@@ -14,11 +16,12 @@ from collections.abc import Iterator
 
 import onnx
 
-from dnnpart.errors import InvalidModelError, ResourceLimitError
+from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsupportedModelError
 
 __all__ = ["check_and_sort", "subgraphs_of", "outer_names_used", "check_functions", "MAX_DEPTH"]
 
 MAX_DEPTH = 24
+MAX_SPLIT_OUTPUTS = 1 << 16
 
 
 def subgraphs_of(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
@@ -72,14 +75,67 @@ def check_and_sort(model: onnx.ModelProto) -> None:
         graph, outer, depth, where = stack.pop()
         if depth > MAX_DEPTH:
             raise ResourceLimitError(f"subgraphs nested deeper than {MAX_DEPTH} levels ({where})")
+        if graph.sparse_initializer:  # onnx-ir cannot represent them
+            name = graph.sparse_initializer[0].values.name
+            raise UnsupportedModelError(
+                f"{where}: sparse initializer {name!r} is not supported; "
+                "store it as a dense initializer"
+            )
         visible = _sort_graph(graph, outer, where)
         for i, node in enumerate(graph.node):
+            _refuse_sparse_attributes(node, f"{where}: {_node_label(node, i)}")
+            _check_split(node, f"{where}: {_node_label(node, i)}")
             for g in subgraphs_of(node):
                 stack.append((g, visible, depth + 1, f"body of {_node_label(node, i)}"))
 
 
+def _refuse_sparse_attributes(node: onnx.NodeProto, label: str) -> None:
+    # onnx-ir cannot represent sparse tensors: say so here rather than fail inside it
+    for attr in node.attribute:
+        if attr.HasField("sparse_tensor") or attr.sparse_tensors:
+            raise UnsupportedModelError(
+                f"{label}: sparse tensor attribute {attr.name!r} is not supported; "
+                "store it as a dense tensor"
+            )
+
+
+def _require_text(values, what: str) -> None:
+    # proto2 string fields come back as bytes when they are not valid UTF-8
+    for value in values:
+        if not isinstance(value, str):
+            raise InvalidModelError(f"{what}: name {value!r} is not valid UTF-8")
+
+
+def _require_text_node(node: onnx.NodeProto, label: str) -> None:
+    _require_text([node.name, node.op_type, node.domain], label)
+    _require_text(node.input, label)
+    _require_text(node.output, label)
+    _require_text([a.name for a in node.attribute], label)
+
+
+def _check_split(node: onnx.NodeProto, label: str) -> None:
+    """Refuse a Split whose ``num_outputs`` would crash or bloat onnx's shape inference.
+
+    onnx 1.23's inference aborts the whole process (an out-of-range vector index) when
+    ``num_outputs`` is below the number of outputs (fixed upstream in onnx PR 8255), and
+    allocates ``num_outputs`` entries however large it is.
+    """
+    if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+        return
+    for attr in node.attribute:
+        if attr.name == "num_outputs":
+            if not len(node.output) <= attr.i <= MAX_SPLIT_OUTPUTS:
+                raise InvalidModelError(
+                    f"{label}: num_outputs {attr.i} does not fit its {len(node.output)} outputs"
+                )
+
+
 def _sort_graph(graph: onnx.GraphProto, outer: frozenset[str], where: str) -> frozenset[str]:
     """Validate one graph's names, sort its nodes; return the names visible inside it."""
+    for values in (graph.input, graph.output, graph.value_info, graph.initializer):
+        _require_text([v.name for v in values], where)
+    for idx, node in enumerate(graph.node):
+        _require_text_node(node, f"{where}: node #{idx}")
     defined: dict[str, str] = {}
 
     def define(name: str, what: str) -> None:
@@ -161,8 +217,15 @@ def _sort_graph(graph: onnx.GraphProto, outer: frozenset[str], where: str) -> fr
 
 
 def check_functions(model: onnx.ModelProto) -> None:
-    """Refuse local functions that call themselves, directly or through others."""
+    """Refuse recursive local functions (direct or mutual) and sparse attributes in them."""
     funcs = {(f.domain, f.name): f for f in model.functions}
+    for f in model.functions:
+        _require_text([f.name, f.domain, *f.input, *f.output], f"local function {f.name!r}")
+        for i, node in enumerate(f.node):
+            _require_text_node(node, f"local function {f.name!r}: node #{i}")
+            label = f"local function {f.name!r}: {_node_label(node, i)}"
+            _refuse_sparse_attributes(node, label)
+            _check_split(node, label)
     calls = {
         key: {(n.domain, n.op_type) for n in f.node if (n.domain, n.op_type) in funcs}
         for key, f in funcs.items()

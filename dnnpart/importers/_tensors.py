@@ -65,19 +65,21 @@ def iter_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, str
                     yield attr.t, label
                 for t in attr.tensors:
                     yield t, label
-                if attr.HasField("sparse_tensor"):
-                    yield attr.sparse_tensor.values, label
+                sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+                for sp in [*sparse, *attr.sparse_tensors]:
+                    yield sp.values, label
+                    yield sp.indices, f"indices of {label}"
                 if attr.HasField("g"):
                     stack.append((attr.g, label))
                 for g in attr.graphs:
                     stack.append((g, label))
 
 
-def _bits(data_type: int) -> int:
+def _bits(data_type: int, where: str) -> int:
     try:
         np_dtype = onnx.helper.tensor_dtype_to_np_dtype(data_type)
     except Exception:  # noqa: BLE001 - unknown or undefined element type
-        raise InvalidModelError(f"unknown element type {data_type}") from None
+        raise InvalidModelError(f"{where} has unknown element type {data_type}") from None
     import onnx_ir as ir
 
     try:
@@ -101,7 +103,7 @@ def declared_size(t: onnx.TensorProto, where: str) -> tuple[int, int]:
         return elements, 0
     if t.data_type == onnx.TensorProto.UNDEFINED:
         raise InvalidModelError(f"{where} has no element type")
-    bits = _bits(t.data_type)
+    bits = _bits(t.data_type, where)
     return elements, (elements * bits + 7) // 8
 
 
@@ -126,7 +128,7 @@ def check_tensor(t: onnx.TensorProto, where: str, base_dir: str) -> ExternalRef 
     held = sum(len(getattr(t, f)) for f in _TYPED_FIELDS)
     # complex numbers take two values per element; 4/8-bit types are packed into int32s
     if held not in (elements, 2 * elements) and not (
-        held and held < elements and _bits(t.data_type) < 8
+        held and held < elements and _bits(t.data_type, where) < 8
     ):
         raise InvalidModelError(f"{where} declares {elements} elements but holds {held}")
     return None
@@ -135,6 +137,8 @@ def check_tensor(t: onnx.TensorProto, where: str, base_dir: str) -> ExternalRef 
 def _check_external(t: onnx.TensorProto, where: str, base_dir: str, nbytes: int) -> ExternalRef:
     info: dict[str, str] = {}
     for entry in t.external_data:
+        if not isinstance(entry.value, str):  # proto2 strings: bytes when not UTF-8
+            raise InvalidModelError(f"{where}: external_data {entry.key!r} is not valid UTF-8")
         if entry.key not in _EXTERNAL_KEYS:
             raise InvalidModelError(f"{where}: unknown external_data key {entry.key!r}")
         if entry.key in info:
