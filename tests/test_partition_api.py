@@ -80,7 +80,7 @@ def test_neuron_problem_of_the_example_mlp_counts_every_synapse():
     assert p.vertex_weight.sum() == g.macs
 
 
-@pytest.mark.parametrize("method", ["vertical", "metis", "kl", "munkres"])
+@pytest.mark.parametrize("method", ["vertical", "metis", "kl", "munkres", "spectral"])
 def test_partition_api_returns_a_valid_scored_plan(method):
     g = dnnpart.load(MLP)
     plan = dnnpart.partition(g, k=3, method=method, prune=0.5, seed=1)
@@ -146,7 +146,7 @@ def test_partition_cli_usage_errors_exit_2():
 
 def test_builtins_are_registered_through_the_plugin_hook():
     reg = get_registry()
-    assert {"vertical", "metis", "kl", "munkres"} <= set(reg.partitioners)
+    assert {"vertical", "metis", "kl", "munkres", "spectral", "pipeline"} <= set(reg.partitioners)
     assert all(reg.owner[name] == "dnnpart" for name in ("vertical", "metis"))
     res = CliRunner().invoke(main, ["partitioners", "--json"])
     assert res.exit_code == 0

@@ -11,6 +11,7 @@ def register_partitioners(register):
     from dnnpart.partitioners.metis import MetisPartitioner
     from dnnpart.partitioners.munkres import MunkresPartitioner
     from dnnpart.partitioners.pipeline import PipelinePartitioner
+    from dnnpart.partitioners.spectral import SpectralPartitioner
     from dnnpart.partitioners.vertical import VerticalPartitioner
 
     for cls in (
@@ -18,6 +19,7 @@ def register_partitioners(register):
         MetisPartitioner,
         KLPartitioner,
         MunkresPartitioner,
+        SpectralPartitioner,
         PipelinePartitioner,
     ):
         register(cls)

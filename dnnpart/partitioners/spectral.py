@@ -1,0 +1,300 @@
+"""Spectral partitioning after Hespanha, with a balanced assignment to devices.
+
+J. P. Hespanha, "An efficient MATLAB Algorithm for Graph Partitioning", technical report,
+University of California, Santa Barbara (2004), as used by the GraphDNN thesis: the
+symmetric edge-weight matrix is made doubly stochastic by scaling it with its largest row
+sum and putting each row's missing mass on the diagonal; the ``k`` eigenvectors of the
+largest eigenvalues embed the vertices; the rows are clustered (k-means on normalised rows,
+i.e. cosine distance, as Hespanha's ``grPartition``, or his pivoted-QR variant).
+
+Hespanha's clusters have no size cap; the thesis asks for at most ``ceil(n / k)`` neurons
+per device. Here the clusters are only labels. Every balanced group (layer) is assigned to
+devices by a minimum-cost transportation problem (``munkres.transport_assign``) whose
+cost is the distance from a vertex's embedding row to each cluster centre and whose
+capacities are :meth:`Problem.capacities` (per-layer balance).
+Clusters become devices by a ``k x k`` assignment that gives large clusters to devices
+with large shares (heterogeneous targets) and, when each layer is clustered on its own
+(the default), each cluster to the device where its already-placed neighbours are.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import qr
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, lobpcg
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+
+from dnnpart.errors import UsageError
+from dnnpart.partitioners._base import Partitioner
+from dnnpart.partitioners._common import place_unbalanced
+from dnnpart.partitioners._problem import Problem
+from dnnpart.partitioners.munkres import transport_assign
+from dnnpart.partitioners.vertical import contiguous_slices
+
+__all__ = ["SpectralPartitioner", "spectral_partition", "spectral_embedding"]
+
+CLUSTERINGS = ("kmeans", "qr")
+EIGEN_SOLVERS = ("auto", "eigsh", "lobpcg")
+# Above this many vertices "auto" uses LOBPCG (block matvecs, loose tolerance).
+_LOBPCG_FROM = 200_000
+
+
+def _doubly_stochastic(adj: sp.csr_array) -> LinearOperator:
+    """``C / max_rowsum + diag(1 - rowsum / max_rowsum)`` as an operator (no copy of ``C``)."""
+    rowsum = np.asarray(adj.sum(axis=1)).ravel()
+    top = float(rowsum.max())
+    diag = 1.0 - rowsum / top
+    n = adj.shape[0]
+
+    def matmat(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        d = diag if x.ndim == 1 else diag[:, None]
+        return (adj @ x) / top + d * x
+
+    return LinearOperator((n, n), matvec=matmat, matmat=matmat, dtype=np.float64)
+
+
+def spectral_embedding(
+    adj: sp.csr_array, k: int, *, seed: int = 0, eigen_solver: str = "auto", tol: float = 1e-6
+) -> np.ndarray:
+    """Eigenvectors of the ``k`` largest eigenvalues of Hespanha's doubly stochastic matrix.
+
+    Parameters
+    ----------
+    adj : scipy.sparse.csr_array, shape (n, n)
+        Symmetric non-negative edge weights (no self loops needed).
+    k : int
+        Number of eigenvectors.
+    seed : int
+        Seeds the start vector (ARPACK) or block (LOBPCG).
+    eigen_solver : {"auto", "eigsh", "lobpcg"}
+        ARPACK Lanczos (:func:`scipy.sparse.linalg.eigsh`) or LOBPCG; ``"auto"`` picks
+        LOBPCG above 200 000 vertices.
+    tol : float
+        Eigen-solver tolerance (clusters need little precision).
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+    """
+    if eigen_solver not in EIGEN_SOLVERS:
+        raise UsageError(f"eigen_solver must be one of {EIGEN_SOLVERS}, got {eigen_solver!r}")
+    n = adj.shape[0]
+    rng = np.random.default_rng(seed)
+    if adj.nnz == 0:
+        return np.zeros((n, k))
+    op = _doubly_stochastic(adj)
+    if eigen_solver == "auto":
+        eigen_solver = "lobpcg" if n >= _LOBPCG_FROM else "eigsh"
+    if k + 1 >= n:  # ARPACK needs k < n - 1: small graphs take the dense route
+        dense = op @ np.eye(n)
+        _, vecs = np.linalg.eigh((dense + dense.T) / 2)
+        return vecs[:, ::-1][:, :k]
+    if eigen_solver == "eigsh":
+        v0 = rng.uniform(0.5, 1.5, n)
+        try:
+            _, vecs = eigsh(op, k=k, which="LA", v0=v0, tol=tol)
+            return vecs
+        except ArpackNoConvergence:
+            pass  # no gap to speak of: LOBPCG's best effort is as good an embedding
+    x0 = rng.standard_normal((n, k))
+    with warnings.catch_warnings():
+        # LOBPCG warns when it stops short of tol; clusters need little precision.
+        warnings.simplefilter("ignore", UserWarning)
+        _, vecs = lobpcg(op, x0, largest=True, tol=max(tol, 1e-5), maxiter=200)
+    return vecs
+
+
+def _cluster(x: np.ndarray, k: int, method: str, n_init: int, seed: int):
+    """Cluster the embedding rows; returns (labels, cost (n, k) of each row to each cluster)."""
+    n = x.shape[0]
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    xn = np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-12)
+    if n < k:
+        # Fewer rows than clusters (a narrow layer): each row is its own cluster; the
+        # missing clusters cost the most a unit-vector distance can (4).
+        cost = np.full((n, k), 4.0)
+        cost[np.arange(n), np.arange(n)] = 0.0
+        return np.arange(n, dtype=np.int64), cost
+    if method == "kmeans":
+        # k-means on normalised rows = Hespanha's cosine-distance k-means.
+        with warnings.catch_warnings():
+            # Fewer distinct rows than k is fine: the balanced assignment fills devices.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(xn)
+        mu = km.cluster_centers_
+        cost = (xn**2).sum(axis=1)[:, None] - 2.0 * xn @ mu.T + (mu**2).sum(axis=1)[None, :]
+        return km.labels_.astype(np.int64), np.maximum(cost, 0.0)
+    # Hespanha's "simple case": pivoted QR of U' picks k nearly orthogonal rows; each row
+    # goes to the representative it projects on most.
+    q, r, _ = qr(xn.T, mode="economic", pivoting=True)
+    z = q @ np.linalg.pinv(r[:, :k].T)
+    score = xn @ z
+    return np.argmax(score, axis=1).astype(np.int64), -score
+
+
+def _match_devices(
+    problem: Problem,
+    clusters: np.ndarray,
+    group: int | None = None,
+    affinity: np.ndarray | None = None,
+) -> np.ndarray:
+    """Device of each cluster, by a k x k assignment.
+
+    Cost: the share of each group's weight a cluster holds beyond a device's capacity
+    (heterogeneous devices get clusters of their size), minus, for a single ``group``, the
+    share of the edge weight between the cluster and vertices already on the device
+    (``affinity``, rows = the group's vertices, columns = devices).
+    """
+    k = problem.k
+    cost = np.zeros((k, k))
+    for g in np.flatnonzero(problem.balanced) if group is None else [group]:
+        sl = problem.layer_slice(g)
+        w = problem.vertex_weight[sl]
+        total = float(w.sum())
+        if total <= 0:
+            continue
+        cl = clusters if group is not None else clusters[sl]
+        load = np.bincount(cl, weights=w, minlength=k)
+        cost += np.maximum(load[:, None] - problem.capacities(g)[None, :], 0.0) / total
+    if affinity is not None and affinity.sum() > 0:
+        by_cluster = np.zeros((k, k))
+        np.add.at(by_cluster, clusters, affinity)
+        cost -= by_cluster / by_cluster.sum()
+    _, dev = linear_sum_assignment(cost)
+    return dev
+
+
+def spectral_partition(
+    problem: Problem,
+    *,
+    cluster: str = "kmeans",
+    n_init: int = 4,
+    center: bool = True,
+    per_group: bool = True,
+    eigen_solver: str = "auto",
+    tol: float = 1e-6,
+) -> np.ndarray:
+    """Hespanha's spectral partition, made balanced per group (see the module docstring).
+
+    Parameters
+    ----------
+    problem : Problem
+        Any granularity; ``problem.adjacency`` supplies the edge weights.
+    cluster : {"kmeans", "qr"}
+        k-means on normalised rows (``sklearn.cluster.KMeans``, seeded) or Hespanha's
+        pivoted-QR assignment.
+    n_init : int
+        k-means restarts (Hespanha's ``nrep``).
+    center : bool
+        Subtract each balanced group's mean from its embedding rows before clustering. The
+        smoothest eigenvectors of a layered network often vary with depth, which says
+        nothing about how to split a layer; balance is per group, so only the variation
+        inside a group is kept. No effect with a single group.
+    per_group : bool
+        Cluster each balanced group's rows on their own, then give the clusters of one
+        group to devices in order of the groups, each cluster to the device its
+        already-placed neighbours are on (a ``k x k`` assignment). Per-layer balance forces
+        every layer onto every device, while clusters of the whole graph often follow depth
+        (some clusters hold no vertex of a layer). ``False``: Hespanha's single clustering
+        of all rows, one cluster-to-device map.
+    eigen_solver : {"auto", "eigsh", "lobpcg"}
+        See :func:`spectral_embedding`.
+    tol : float
+        Eigen-solver tolerance.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        Device per vertex; every balanced group within :meth:`Problem.capacities`,
+        unbalanced groups next to their neighbours (:func:`place_unbalanced`).
+
+    References
+    ----------
+    J. P. Hespanha, "An efficient MATLAB Algorithm for Graph Partitioning", UC Santa
+    Barbara technical report, 2004 (``grPartition``).
+    """
+    if cluster not in CLUSTERINGS:
+        raise UsageError(f"cluster must be one of {CLUSTERINGS}, got {cluster!r}")
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise UsageError(f"n_init must be a positive integer, got {n_init!r}")
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise UsageError(f"tol must be in (0, 1), got {tol!r}")
+    k = problem.k
+    labels = np.zeros(problem.num_vertices, dtype=np.int64)
+    if k == 1:
+        return labels
+    adj = problem.adjacency
+    if adj.nnz == 0:
+        # No edge: nothing to keep together; cut every group in contiguous slices.
+        for g in np.flatnonzero(problem.balanced):
+            sl = problem.layer_slice(g)
+            labels[sl] = contiguous_slices(problem.vertex_weight[sl], problem.targets)
+        return labels
+    x = spectral_embedding(adj, k, seed=problem.seed, eigen_solver=eigen_solver, tol=tol)
+    groups = np.flatnonzero(problem.balanced)
+    if center and len(groups) > 1:
+        for g in groups:
+            sl = problem.layer_slice(g)
+            x[sl] -= x[sl].mean(axis=0)
+    if not per_group or len(groups) <= 1:
+        clusters, cost = _cluster(x, k, cluster, n_init, problem.seed)
+        dev = _match_devices(problem, clusters)
+        for g in groups:
+            sl = problem.layer_slice(g)
+            labels[sl] = _assign(problem, g, cost[sl], dev)
+        return place_unbalanced(problem, labels)
+    placed = np.zeros((problem.num_vertices, k))
+    for g in groups:
+        sl = problem.layer_slice(g)
+        clusters, cost = _cluster(x[sl], k, cluster, n_init, problem.seed)
+        # Clusters of this group go to the devices their already-placed neighbours are on.
+        affinity = np.asarray(adj[sl] @ placed)
+        dev = _match_devices(problem, clusters, g, affinity)
+        labels[sl] = _assign(problem, g, cost, dev)
+        placed[np.arange(sl.start, sl.stop), labels[sl]] = 1.0
+    return place_unbalanced(problem, labels)
+
+
+def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """Balanced assignment of group ``g``: cluster ``c``'s cost becomes device ``dev[c]``'s."""
+    sl = problem.layer_slice(g)
+    dev_cost = np.empty_like(cost)
+    dev_cost[:, dev] = cost
+    return transport_assign(dev_cost, problem.vertex_weight[sl], problem.capacities(g))
+
+
+class SpectralPartitioner(Partitioner):
+    """Hespanha (2004) spectral partitioner, balanced per group: see :func:`spectral_partition`."""
+
+    name = "spectral"
+    granularities = ("neuron", "layer")
+
+    def __init__(
+        self,
+        cluster: str = "kmeans",
+        n_init: int = 4,
+        center: bool = True,
+        eigen_solver: str = "auto",
+        tol: float = 1e-6,
+    ) -> None:
+        self.cluster = cluster
+        self.n_init = n_init
+        self.center = center
+        self.eigen_solver = eigen_solver
+        self.tol = tol
+
+    def partition(self, problem: Problem) -> np.ndarray:
+        return spectral_partition(
+            problem,
+            cluster=self.cluster,
+            n_init=self.n_init,
+            center=self.center,
+            eigen_solver=self.eigen_solver,
+            tol=self.tol,
+        )
