@@ -101,4 +101,5 @@ def partition(
         model=graph.path,
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
+        messages=[str(m) for m in getattr(partitioner, "messages_", [])],
     )

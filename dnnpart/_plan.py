@@ -48,6 +48,7 @@ class Plan:
     model: str | None = None
     model_sha256: str | None = None
     seconds: float | None = None
+    messages: list[str] = field(default_factory=list)  # what the partitioner reported
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class Plan:
             ],
             "labels": [int(x) for x in self.labels],
             "seconds": self.seconds,
+            "messages": list(self.messages),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -107,6 +109,7 @@ class Plan:
                 model=d.get("model"),
                 model_sha256=d.get("model_sha256"),
                 seconds=d.get("seconds"),
+                messages=list(d.get("messages", [])),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidModelError(f"not a valid dnnpart plan: {path} ({exc})") from None

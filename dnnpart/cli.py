@@ -220,11 +220,12 @@ def partition_cmd(
             "ratios": plan.ratios,
             "seconds": plan.seconds,
             "plan": output,
+            "messages": plan.messages,
         }
         _emit_json(doc)
     else:
         _print_partition(plan)
-    for w in graph.warnings:
+    for w in [*graph.warnings, *plan.messages]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 

@@ -18,6 +18,8 @@ class Partitioner:
     can partition), store their parameters in ``__init__`` (validated when used, as in
     scikit-learn) and implement :meth:`partition`, which returns one device index per
     vertex. Partitioners never score themselves: the host validates and scores the answer.
+    A partitioner may leave notes for the user in ``self.messages_`` (a list of str), e.g.
+    that it fell back to a cheaper search; they are shown as warnings and kept in the plan.
     """
 
     name: ClassVar[str] = ""

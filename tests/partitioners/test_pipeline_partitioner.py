@@ -111,3 +111,12 @@ def test_pipeline_refuses_neuron_granularity():
         dnnpart.partition(graph, k=2, method="pipeline", granularity="neuron")
     plan = dnnpart.partition(graph, k=2, method="pipeline")  # picks layer granularity
     assert plan.granularity == "layer"
+
+
+def test_pipeline_fallback_is_reported_to_the_user():
+    path = shared_data() / "tarnawski" / "operator_resnet50_inference.json"
+    graph = dnnpart.load(path)
+    plan = dnnpart.partition(graph, method="pipeline", options={"max_ideals": 10})
+    assert plan.messages and "ideals" in " ".join(plan.messages)
+    # a linearised search is still a valid, scored split, never better than the optimum
+    assert plan.scores["max_load"] >= OPTIMA[path.name] * (1 - 1e-4)
