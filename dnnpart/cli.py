@@ -332,5 +332,162 @@ def plugins_cmd(as_json: bool) -> None:
     Console().print(table)
 
 
+# ---- leaderboard (dnnpart.report) ------------------------------------------------------------
+# One block, appended: the `leaderboard` command and its helpers.
+
+
+def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[int], list[str]]:
+    """k values from ``-k 2,4 -k 8`` and from ``-k 2 4 8`` (click leaves ``4`` and ``8`` among
+    the MODEL arguments: a bare integer that is not an existing file is taken as a k)."""
+    from pathlib import Path
+
+    from dnnpart.errors import UsageError
+
+    values, rest = [], []
+    for token in models:
+        if token.isdigit() and not Path(token).exists():
+            values.append(token)
+        else:
+            rest.append(token)
+    out = []
+    for text in [part for k in ks for part in k.split(",")] + values:
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            out.append(int(text))
+        except ValueError:
+            raise UsageError(f"-k takes integers, got {text!r}") from None
+    return out, rest
+
+
+@main.command("leaderboard")
+@click.argument("models", nargs=-1, required=True)
+@click.option(
+    "-k", "ks", multiple=True, help="Device counts: -k 2 4 8, -k 2,4,8 or -k 2 -k 4 -k 8."
+)
+@click.option(
+    "-p",
+    "--partitioners",
+    "partitioners",
+    default="all",
+    show_default=True,
+    help="'all' or a comma-separated list of names.",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(["neuron", "layer", "both"]),
+    default="neuron",
+    show_default=True,
+)
+@click.option(
+    "--devices",
+    "devices_file",
+    type=click.Path(dir_okay=False),
+    help="Device file (TOML); k defaults to its device count.",
+)
+@click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
+@click.option("--imbalance", type=float, default=0.03, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds one run may take before it is killed (per repetition).",
+)
+@click.option("--repeat", type=int, default=1, show_default=True, help="Runs per row.")
+@click.option("--median", is_flag=True, help="Report the median of --repeat runs, not the best.")
+@click.option("-j", "--jobs", type=int, help="Worker processes (default: half the cores).")
+@click.option("--isolate", is_flag=True, help="A fresh process for every run (slower).")
+@click.option("--verify", is_flag=True, help="Also export and verify each split.")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Write FILE.html, .md, .json or .csv (repeat for several).",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
+@handle_errors
+def leaderboard_cmd(
+    models,
+    ks,
+    partitioners,
+    granularity,
+    devices_file,
+    prune,
+    imbalance,
+    seed,
+    timeout,
+    repeat,
+    median,
+    jobs,
+    isolate,
+    verify,
+    outputs,
+    as_json,
+) -> None:
+    """Run every partitioner on every MODEL and k, each in its own process, and rank them.
+
+    Rows are ranked by latency (time per sample at layer granularity) with every figure
+    also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
+    of time fails only its own row. The table goes to stdout (JSON with --json), progress
+    to stderr; -o writes a self-contained HTML report, Markdown, JSON or CSV.
+    """
+    from pathlib import Path
+
+    from dnnpart.devices import DeviceSet
+    from dnnpart.report import FORMATS, print_table, run_leaderboard, to_json, write_report
+
+    k_values, models = _leaderboard_ks(ks, models)
+    if not models:
+        raise click.UsageError("give at least one MODEL")
+    for out in outputs:
+        if Path(out).suffix.lower() not in FORMATS:
+            raise click.UsageError(f"-o {out}: use a .html, .md, .json or .csv file name")
+    devices = DeviceSet.from_toml(devices_file) if devices_file else None
+    if not k_values and devices is None:
+        raise click.UsageError("give -k K... or --devices FILE")
+    names = "all" if partitioners.strip() == "all" else partitioners.split(",")
+    rows = run_leaderboard(
+        models,
+        k_values,
+        [n.strip() for n in names if n.strip()] if names != "all" else "all",
+        granularity=("neuron", "layer") if granularity == "both" else granularity,
+        devices=devices,
+        prune=prune,
+        imbalance=imbalance,
+        seed=seed,
+        timeout=timeout,
+        repeat=repeat,
+        statistic="median" if median else "best",
+        jobs=jobs,
+        max_tasks_per_worker=1 if isolate else None,
+        verify=verify,
+        progress=True,
+    )
+    console = _stderr_console()
+    meta = {"k": ", ".join(map(str, k_values or [devices.k])), "timeout": f"{timeout:g} s"}
+    meta.update({"repeat": f"{repeat} ({'median' if median else 'best'})", "seed": seed})
+    for out in outputs:
+        write_report(rows, out, meta=meta)
+        console.print(f"wrote {out}", highlight=False)
+    unavailable = "export/verify not available"
+    if verify and any((r.verify or {}).get("reason") == unavailable for r in rows):
+        console.print("[yellow]warning:[/yellow] export/verify not available", highlight=False)
+    if as_json:
+        click.echo(to_json(rows))
+    else:
+        print_table(rows)
+    bad = [r for r in rows if r.status in ("failed", "timeout")]
+    if bad:
+        console.print(
+            f"[yellow]{len(bad)} of {len(rows)} runs did not finish[/yellow] (see their notes)",
+            highlight=False,
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
