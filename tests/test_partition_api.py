@@ -155,3 +155,21 @@ def test_builtins_are_registered_through_the_plugin_hook():
     res = CliRunner().invoke(main, ["plugins", "--json"])
     plugins = json.loads(res.stdout)
     assert plugins[0]["name"] == "dnnpart" and plugins[0]["error"] is None
+
+
+def test_layer_problem_counts_only_outputs_that_travel(tmp_path):
+    """Dropout's mask is declared but read by nobody: it is not part of the bytes sent."""
+    nodes = [
+        helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop"),
+        helper.make_node("Relu", ["y"], ["z"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "drop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8])],
+    )
+    path = tmp_path / "drop.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    p = layer_problem(dnnpart.load(path), 2)
+    assert p.activation_bytes.tolist() == [32, 32, 32]  # x, drop's y (no mask), relu's z

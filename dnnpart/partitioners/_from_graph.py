@@ -250,8 +250,14 @@ def layer_problem(
         work = profile.fpga_time[graph.profile_order].astype(float).tolist()
     else:
         work = [float(layer.macs) for layer in graph.layers]
-    out_elems = [sum(_elements(t) for t in layer.outputs) for layer in graph.layers]
-    out_bytes = [sum(t.nbytes or _elements(t) * 4 for t in layer.outputs) for layer in graph.layers]
+    # only outputs someone reads (or the model returns) travel: e.g. Dropout's mask does not
+    model_outputs = {t.name for t in graph.outputs}
+    sent = [
+        [t for t in layer.outputs if t.name in graph.consumers or t.name in model_outputs]
+        for layer in graph.layers
+    ]
+    out_elems = [sum(_elements(t) for t in ts) for ts in sent]
+    out_bytes = [sum(t.nbytes or _elements(t) * 4 for t in ts) for ts in sent]
     b.group(
         "layers",
         n_layers,

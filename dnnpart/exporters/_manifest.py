@@ -1,0 +1,221 @@
+"""The split of a model as data: stages, transfers, where inputs enter and outputs leave;
+and ``manifest.json``, its on-disk form, written by the exporter and read by the runtime.
+
+A *value* is a name in one device's store: a whole tensor keeps the model's tensor name, a
+slice of a neuron-split tensor gets a fresh name. A transfer copies a value (or the
+elements ``positions`` of it along ``axis``) from one device's store to another's, right
+after the stage that produced it has run (``after`` is None for model inputs). ``indices``
+are the same elements as neuron indices of the model's tensor ``tensor``. ``bytes`` is what
+the transfer carries per sample (the model's inputs with symbolic dimensions set to 1,
+the convention of the plan's scores), None where a shape is unknown.
+
+File names come from device and stage indices only (``device{d}_stage{s}.onnx``); names
+found in the model never reach a path, and :func:`read_manifest` refuses any other name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnnpart.errors import InvalidModelError
+
+__all__ = [
+    "MANIFEST",
+    "FORMAT",
+    "Stage",
+    "Transfer",
+    "Piece",
+    "Split",
+    "stage_file",
+    "read_manifest",
+]
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+_FILE_RE = re.compile(r"device(\d{1,6})_stage(\d{1,6})\.(onnx|data)")
+
+
+def stage_file(device: int, index: int, ext: str = "onnx") -> str:
+    """The file name of a stage: from indices only."""
+    return f"device{int(device)}_stage{int(index)}.{ext}"
+
+
+@dataclass
+class Stage:
+    """One sub-model: part of one device's work that runs once its inputs are there."""
+
+    device: int
+    index: int
+    graph: Any  # onnx_ir.Graph (exporter side); None when read back
+    inputs: list[str]
+    outputs: list[str]
+    layers: list[str]
+    macs: int
+    file: str = ""
+    data: str | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.device, self.index)
+
+
+@dataclass
+class Transfer:
+    src: int
+    dst: int
+    tensor: str
+    value: str
+    to_value: str
+    after: tuple[int, int] | None
+    nbytes: int | None
+    axis: int | None = None
+    indices: list[int] | None = None
+    positions: list[int] | None = None
+
+
+@dataclass
+class Piece:
+    """Where (part of) a model input is fed or a model output is read."""
+
+    tensor: str
+    device: int
+    value: str
+    axis: int | None = None
+    indices: list[int] | None = None
+
+
+@dataclass
+class Split:
+    granularity: str
+    k: int
+    stages: list[Stage]
+    order: list[tuple[int, int]]
+    transfers: list[Transfer]
+    inputs: list[Piece]
+    outputs: list[Piece]
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def transfer_bytes(self) -> int | None:
+        sizes = [t.nbytes for t in self.transfers]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+
+    def to_dict(self, header: dict[str, Any]) -> dict[str, Any]:
+        """The manifest document (``header`` adds model, plan, devices and scores)."""
+        stage_id = {s.key: i for i, s in enumerate(self.stages)}
+        doc = dict(header)
+        doc.update(
+            {
+                "format": FORMAT,
+                "granularity": self.granularity,
+                "k": self.k,
+                "stages": [
+                    {
+                        "id": stage_id[s.key],
+                        "device": s.device,
+                        "stage": s.index,
+                        "file": s.file,
+                        "data": s.data,
+                        "inputs": s.inputs,
+                        "outputs": s.outputs,
+                        "layers": s.layers,
+                        "macs": s.macs,
+                    }
+                    for s in self.stages
+                ],
+                "order": [stage_id[key] for key in self.order],
+                "transfers": [
+                    {
+                        "from": t.src,
+                        "to": t.dst,
+                        "tensor": t.tensor,
+                        "value": t.value,
+                        "as": t.to_value,
+                        "after": stage_id[t.after] if t.after is not None else None,
+                        "bytes": t.nbytes,
+                        "axis": t.axis,
+                        "indices": t.indices,
+                        "positions": t.positions,
+                    }
+                    for t in self.transfers
+                ],
+                "inputs": [_piece_dict(p) for p in self.inputs],
+                "outputs": [_piece_dict(p) for p in self.outputs],
+                "transfer_bytes": self.transfer_bytes,
+                "notes": self.notes,
+            }
+        )
+        return doc
+
+
+def _piece_dict(p: Piece) -> dict[str, Any]:
+    return {
+        "tensor": p.tensor,
+        "device": p.device,
+        "value": p.value,
+        "axis": p.axis,
+        "indices": p.indices,
+    }
+
+
+def _fail(folder, what: str):
+    raise InvalidModelError(f"not a valid dnnpart export: {folder} ({what})")
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read and check ``folder/manifest.json``; the folder is untrusted input.
+
+    Checks the structure, that every file name has the ``device{d}_stage{s}`` form and is
+    a regular file (not a symlink) directly inside ``folder``, that indices are in range
+    and that the execution order lists each stage once. Raises
+    :class:`~dnnpart.errors.InvalidModelError` (exit code 3) otherwise.
+    """
+    folder = os.fspath(folder)
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.isdir(folder):
+        _fail(folder, "not a folder")
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(256 << 20))
+    except FileNotFoundError:
+        _fail(folder, f"no {MANIFEST}")
+    except (OSError, ValueError) as exc:
+        _fail(folder, f"{MANIFEST}: {exc}")
+    try:
+        if doc.get("format") != FORMAT:
+            _fail(folder, f"unknown format {doc.get('format')!r}")
+        k = int(doc["k"])
+        stages = doc["stages"]
+        for i, s in enumerate(stages):
+            if s["id"] != i or not (0 <= int(s["device"]) < k):
+                _fail(folder, f"stage {i}: bad id or device")
+            for key in ("file", "data"):
+                name = s[key]
+                if name is None and key == "data":
+                    continue
+                m = _FILE_RE.fullmatch(name or "")
+                if m is None or (int(m.group(1)), int(m.group(2))) != (s["device"], s["stage"]):
+                    _fail(folder, f"stage {i}: file name {name!r} is not device<d>_stage<s>")
+                full = os.path.join(folder, name)
+                if os.path.islink(full) or not os.path.isfile(full):
+                    _fail(folder, f"{name} is missing or not a regular file")
+            if not all(isinstance(x, str) for x in s["inputs"] + s["outputs"]):
+                _fail(folder, f"stage {i}: value names must be strings")
+        if sorted(doc["order"]) != list(range(len(stages))):
+            _fail(folder, "the execution order must list every stage once")
+        for t in doc["transfers"]:
+            if not (0 <= int(t["from"]) < k and 0 <= int(t["to"]) < k):
+                _fail(folder, "a transfer names a device out of range")
+            if t["after"] is not None and not (0 <= int(t["after"]) < len(stages)):
+                _fail(folder, "a transfer names a stage out of range")
+        for p in doc["inputs"] + doc["outputs"]:
+            if not (0 <= int(p["device"]) < k):
+                _fail(folder, f"tensor {p['tensor']!r} placed on a device out of range")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _fail(folder, f"{MANIFEST}: missing or bad field ({exc})")
+    return doc

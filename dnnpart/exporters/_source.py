@@ -1,0 +1,164 @@
+"""The model an export starts from: the imported graph after the plan's pruning, with the
+types of every value (symbolic dimensions kept) and the constants it may write."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dnnpart._plan import Plan, file_sha256
+from dnnpart.errors import InvalidModelError, UnsupportedModelError, UsageError
+from dnnpart.graph import LayerGraph
+
+__all__ = ["Source", "prepare", "canonical_initializers", "stage_model"]
+
+
+@dataclass
+class Source:
+    """A loaded model ready to be cut.
+
+    ``graph`` is the LayerGraph after the plan's pruning; ``model`` its onnx-ir model with
+    shapes inferred in place; ``overrides`` the pruned weights (by value name) that
+    replace the model's own; ``path`` and ``sha256`` identify the file.
+    """
+
+    graph: LayerGraph
+    model: Any
+    values: dict[str, Any]
+    overrides: dict[str, np.ndarray]
+    path: str | None
+    sha256: str | None
+    prune: float | None
+
+    def value(self, name: str):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise InvalidModelError(f"tensor {name!r} is not a value of the model") from None
+
+    def dtype(self, name: str):
+        """The onnx-ir element type of tensor ``name`` (from the model or the importer)."""
+        import onnx_ir as ir
+
+        v = self.values.get(name)
+        if v is not None and v.dtype is not None:
+            return v.dtype
+        info = self.graph.tensors.get(name)
+        if info is not None and info.dtype:
+            return ir.DataType[info.dtype]
+        raise UnsupportedModelError(f"the element type of tensor {name!r} is unknown")
+
+    def shape(self, name: str):
+        """The onnx-ir shape of tensor ``name`` (symbolic dimensions kept), or None."""
+        import onnx_ir as ir
+
+        v = self.values.get(name)
+        if v is not None and v.shape is not None:
+            return v.shape.copy()
+        info = self.graph.tensors.get(name)
+        if info is not None and info.shape is not None:
+            return ir.Shape([d if d is not None else None for d in info.shape])
+        return None
+
+    def constant(self, name: str) -> np.ndarray:
+        """A constant's values (pruned where the plan pruned), read through checked paths."""
+        if name in self.overrides:
+            return self.overrides[name]
+        w = self.graph.weights.get(name)
+        if w is None:
+            raise InvalidModelError(f"constant {name!r} is not a weight of the model")
+        return w.numpy()
+
+
+def prepare(model, plan: Plan) -> Source:
+    """Load ``model`` (a path, or a LayerGraph imported from the plan's model), check that it
+    is the model the plan was made for, apply the plan's pruning and infer value types."""
+    import onnx_ir.passes.common as common
+
+    from dnnpart.importers import load
+
+    graph = model if isinstance(model, LayerGraph) else load(os.fspath(model))
+    if graph.model is None:
+        raise UsageError("export needs an ONNX model (a profiled graph has no operators)")
+    sha = file_sha256(graph.path) if graph.path and os.path.isfile(graph.path) else None
+    if plan.model_sha256 and sha and plan.model_sha256 != sha:
+        raise UsageError(
+            f"the plan was made for another model (sha256 {plan.model_sha256[:12]}..., "
+            f"{graph.path} has {sha[:12]}...)"
+        )
+    prune = (plan.parameters or {}).get("prune")
+    overrides: dict[str, np.ndarray] = {}
+    if prune:
+        from dnnpart.compress import magnitude_prune
+
+        pruned = magnitude_prune(graph, float(prune))
+        for old, new in zip(graph.layers, pruned.layers, strict=True):
+            if old.splittable and new.weights["weight"] is not old.weights["weight"]:
+                w = new.weights["weight"]
+                overrides[w.name] = np.asarray(w.numpy())
+        graph = pruned
+    # value types with symbolic dimensions kept (the importer's hints use 1 for them)
+    common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(graph.model)
+    import onnx_ir as ir
+
+    values = ir.convenience.create_value_mapping(graph.model.graph, include_subgraphs=False)
+    return Source(
+        graph=graph,
+        model=graph.model,
+        values=dict(values),
+        overrides=overrides,
+        path=os.path.abspath(graph.path) if graph.path else None,
+        sha256=sha,
+        prune=float(prune) if prune else None,
+    )
+
+
+def _checked_tensor(source: Source, name: str, like):
+    """A lazy tensor reading ``name`` through the importer's checked reference."""
+    import onnx_ir as ir
+
+    def read(name=name):
+        return ir.tensor(np.asarray(source.constant(name), order="C"), name=name)
+
+    return ir.LazyTensor(read, dtype=like.dtype, shape=like.shape.copy(), name=name)
+
+
+def canonical_initializers(graph, source: Source) -> None:
+    """Sort ``graph``'s initializers by name (deterministic files) and make every
+    initializer whose model tensor lives in external data, or was pruned, read through the
+    source (checked paths, pruned values) instead of onnx-ir's own file access."""
+    import onnx_ir as ir
+
+    values = sorted(graph.initializers.values(), key=lambda v: v.name)
+    graph.initializers.clear()
+    for v in values:
+        name = v.name
+        if name in source.overrides:
+            arr = np.asarray(source.overrides[name], order="C")
+            v.const_value = ir.tensor(arr, name=name)
+        elif isinstance(v.const_value, ir.ExternalTensor):
+            v.const_value = _checked_tensor(source, name, v.const_value)
+        graph.register_initializer(v)
+
+
+def stage_model(graph, source: Source):
+    """Wrap a stage graph into a model with the source's IR version and local functions.
+
+    IR versions before 4 require every initializer to be a graph input too (so that a
+    caller may override it); stages raise those to 4 rather than expose weights as inputs.
+    """
+    import onnx_ir as ir
+
+    from dnnpart import __version__
+
+    src = source.model
+    return ir.Model(
+        graph,
+        ir_version=max(int(src.ir_version), 4),
+        producer_name="dnnpart",
+        producer_version=__version__,
+        functions=list(src.functions.values()),
+    )

@@ -1,0 +1,139 @@
+"""Safe, deterministic writing of an export folder (BAD_INPUTS.md, "Writing outputs").
+
+Everything is written into a temporary folder beside the destination (same filesystem),
+the manifest last, and the folder is renamed into place only once complete: a crash,
+Ctrl-C or full disk leaves nothing under the final name. An existing destination is
+refused unless ``force``; with it the old folder is moved aside, the new one renamed in,
+and the old one removed, so nothing is ever appended to an old external-data file. File
+contents carry no timestamps and no random names, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dnnpart.errors import OutputConflictError, UsageError
+
+__all__ = ["staged_folder", "write_json", "save_model", "json_bytes"]
+
+
+def json_bytes(doc: Any) -> bytes:
+    """Canonical JSON: sorted keys, fixed indentation, a final newline, UTF-8."""
+    return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str | os.PathLike) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
+        _fsync_file(path)
+
+
+def write_json(path: str | os.PathLike, doc: Any) -> None:
+    """Write ``doc`` as canonical JSON and flush it to disk."""
+    with open(path, "wb") as f:
+        f.write(json_bytes(doc))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_model(model, path: str | os.PathLike, *, external_data: str | None = None) -> None:
+    """Save an onnx-ir model, with its big tensors in ``external_data`` (a bare file name
+    beside ``path``) when given, then check it with ``onnx.checker`` (``full_check=True``).
+
+    Raises
+    ------
+    RuntimeError
+        If the written model fails the checker (a bug of the exporter, not of the input).
+    """
+    import onnx
+    import onnx_ir as ir
+
+    if external_data is not None:
+        ir.save(model, path, external_data=external_data, size_threshold_bytes=1024)
+        _fsync_file(os.path.join(os.path.dirname(path), external_data))
+    else:
+        ir.save(model, path)
+    _fsync_file(path)
+    try:
+        # the path form checks external data in place and works past protobuf's 2 GiB
+        onnx.checker.check_model(os.fspath(path), full_check=True)
+    except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError, ...
+        raise RuntimeError(
+            f"exported sub-model {os.path.basename(path)} fails the ONNX checker: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder; on normal exit rename it to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The destination folder. Its parent is created if missing.
+    force : bool
+        Replace an existing ``out_dir`` (file, folder or symlink; a symlink is replaced,
+        never followed). Without it an existing ``out_dir`` raises
+        :class:`~dnnpart.errors.OutputConflictError` (exit code 6) before anything is written.
+
+    On an exception (or KeyboardInterrupt) the temporary folder is removed and ``out_dir``
+    is left as it was.
+    """
+    out = Path(os.path.abspath(out_dir))
+    if out.name in ("", ".", ".."):
+        raise UsageError(f"not a usable output folder: {out_dir}")
+    if os.path.lexists(out) and not force:
+        raise OutputConflictError(f"output folder exists: {out_dir} (use --force to replace it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the parent of {out_dir}: {exc.strerror}") from None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if os.path.lexists(out):
+            if not force:  # appeared while we were writing
+                raise OutputConflictError(
+                    f"output folder exists: {out_dir} (use --force to replace it)"
+                )
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / "x")  # moves a folder, file or symlink without following it
+            os.rename(tmp, out)
+            _remove(old)
+        else:
+            os.rename(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,299 @@
+"""``dnnpart verify``: prove that a split computes what the whole model computed.
+
+The split runs through the local executor (:mod:`._execute`), the reference is the
+original model after the plan's pruning in one onnxruntime session, and the two must
+agree on every output: ``|split - ref| <= atol + rtol * |ref|`` elementwise, with
+``atol = rtol * max|ref|`` of that output unless given (fp32 products summed in another
+order differ by a few ulps; integer and boolean outputs must be equal). The bytes that
+really crossed between devices are counted on every run and must equal the plan's
+``volume_bytes`` exactly. Plans score one sample with symbolic dimensions set to 1, so
+every sample runs on its own (batch 1) and each run is compared with the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dnnpart.errors import InvalidModelError, UsageError
+from dnnpart.runtime._execute import Executor
+
+__all__ = ["verify", "VerifyReport", "model_inputs", "reference_session"]
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify` (``--json`` prints :meth:`to_dict`)."""
+
+    ok: bool
+    max_abs_err: float
+    bytes_measured: int | None  # per sample (the largest over samples)
+    bytes_planned: int | None  # the plan's volume_bytes
+    bytes_manifest: int | None  # the sum of the manifest's transfers
+    samples: int
+    link_bytes: list[list[int]]  # per sample, [from][to]
+    compute_s: list[float]  # per device, per sample
+    reference_s: float  # per sample
+    route_s: float  # per sample
+    output_bytes: list[int]  # per device, per sample (gathering outputs; not volume)
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _np_dtype(ir_dtype) -> np.dtype:
+    return np.dtype(ir_dtype.numpy())
+
+
+def model_inputs(model) -> list[tuple[str, np.dtype, list]]:
+    """``(name, numpy dtype, dims)`` of the model's inputs (dims: int, or None if symbolic)."""
+    out = []
+    init = set(model.graph.initializers)
+    for v in model.graph.inputs:
+        if v.name in init:
+            continue
+        if v.dtype is None:
+            raise InvalidModelError(f"model input {v.name!r} has no element type")
+        dims = None
+        if v.shape is not None:
+            dims = [d if isinstance(d, int) else None for d in v.shape]
+        out.append((v.name, _np_dtype(v.dtype), dims))
+    return out
+
+
+def _random_sample(rng, dtype: np.dtype, dims) -> np.ndarray:
+    shape = [1 if d is None else d for d in (dims or [])]
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(bool)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 2, size=shape).astype(dtype)  # small: safe as indices
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndarray]]:
+    """Cut each input array into per-sample feeds (see :func:`verify`)."""
+    per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
+    count = None
+    for name, dtype, dims in specs:
+        if name not in arrays:
+            raise UsageError(f"the inputs file has no array {name!r}")
+        a = np.asarray(arrays[name])
+        if a.dtype != dtype:
+            if a.dtype.kind != np.dtype(dtype).kind:
+                raise UsageError(f"input {name!r} is {a.dtype}, the model wants {dtype}")
+            a = a.astype(dtype)
+        rank = len(dims) if dims is not None else a.ndim
+        if dims and (dims[0] is None or dims[0] == 1) and a.ndim == rank:
+            parts = [a[i : i + 1] for i in range(a.shape[0])]
+        elif a.ndim == rank + 1:
+            parts = [a[i] for i in range(a.shape[0])]
+        elif a.ndim == rank:
+            per_input[name] = a  # the same for every sample
+            continue
+        else:
+            raise UsageError(f"input {name!r} has shape {a.shape}; the model declares {dims}")
+        if count is not None and len(parts) != count:
+            raise UsageError(f"input {name!r} has {len(parts)} samples, another has {count}")
+        count = len(parts)
+        per_input[name] = parts
+    count = count or 1
+    return [
+        {n: (v[i] if isinstance(v, list) else v) for n, v in per_input.items()}
+        for i in range(count)
+    ]
+
+
+def reference_session(source, folder: str, *, threads: int | None = 1):
+    """An onnxruntime session of the whole model after the plan's pruning.
+
+    Built like a stage (onnx-ir extraction of the whole graph, pruned weights and external
+    data read through the importer's checked paths) and saved in ``folder``.
+    """
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from dnnpart.exporters._source import canonical_initializers, stage_model
+    from dnnpart.exporters._write import save_model
+    from dnnpart.runtime._execute import _session_options
+
+    graph = source.graph
+    g = ir.convenience.extract(
+        source.model.graph,
+        [t.name for t in graph.inputs] + sorted(source.overrides),
+        [t.name for t in graph.outputs],
+    )
+    for v in [v for v in g.inputs if v.name in source.overrides]:
+        g.inputs.remove(v)
+        v.const_value = ir.tensor(source.overrides[v.name], name=v.name)
+        if v.name not in g.initializers:
+            g.register_initializer(v)
+    canonical_initializers(g, source)
+    size = sum(v.const_value.nbytes for v in g.initializers.values())
+    path = os.path.join(folder, "reference.onnx")
+    save_model(
+        stage_model(g, source), path, external_data="reference.data" if size > 64 << 20 else None
+    )
+    return ort.InferenceSession(path, _session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
+    """(max abs error, problem or None) of one output."""
+    if got.shape != ref.shape:
+        return float("inf"), f"output {name!r}: shape {got.shape}, reference {ref.shape}"
+    if ref.dtype.kind not in "fc":
+        bad = int(np.count_nonzero(got != ref))
+        return float(bad > 0), (f"output {name!r}: {bad} elements differ" if bad else None)
+    g64, r64 = got.astype(np.float64), ref.astype(np.float64)
+    diff = np.abs(g64 - r64)
+    both_nan = np.isnan(g64) & np.isnan(r64)
+    diff[both_nan] = 0.0
+    scale = float(np.nanmax(np.abs(r64))) if r64.size and not np.all(np.isnan(r64)) else 0.0
+    tol = (rtol * scale if atol is None else atol) + rtol * np.abs(r64)
+    err = float(np.nanmax(diff)) if diff.size else 0.0
+    if np.isnan(diff).any() or bool((diff > tol).any()):
+        return err if not np.isnan(err) else float("inf"), (
+            f"output {name!r}: max abs error {err:.3g} over tolerance (rtol {rtol:g})"
+        )
+    return err, None
+
+
+def verify(
+    folder: str | os.PathLike,
+    *,
+    inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
+    samples: int = 4,
+    seed: int = 0,
+    rtol: float = 1e-5,
+    atol: float | None = None,
+    model: str | os.PathLike | None = None,
+    threads: int | None = 1,
+) -> VerifyReport:
+    """Run the export in ``folder`` and compare it with the whole model.
+
+    Parameters
+    ----------
+    folder : path-like
+        Written by :func:`dnnpart.exporters.export`.
+    inputs : path-like (``.npz``) or dict, optional
+        One array per model input, by name. An input whose first dimension is symbolic
+        (or 1) is cut into samples along it; an array with one more dimension than the
+        input is cut along its first; an array of the input's own shape is reused for
+        every sample. For a one-input model, the file's only array or its array ``x``
+        is also accepted. Default: ``samples`` random samples (seeded: normal floats, 0/1
+        integers and booleans).
+    model : path-like, optional
+        The original model, if it moved since the export (its sha256 must match).
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` is False when an output differs or the bytes moved differ from the plan;
+        ``problems`` says which.
+    """
+    from dnnpart._plan import file_sha256
+    from dnnpart.exporters._source import prepare
+
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    executor = Executor(folder, threads=threads)
+    m = executor.manifest
+    path = os.fspath(model) if model is not None else (m.get("model") or {}).get("path")
+    if not path or not os.path.isfile(path):
+        raise UsageError(f"the original model {path!r} is not there; pass --model PATH")
+    want = (m.get("model") or {}).get("sha256")
+    if want and file_sha256(path) != want:
+        raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
+    plan_stub = _PlanStub(m)
+    source = prepare(path, plan_stub)  # type: ignore[arg-type]
+    specs = model_inputs(source.model)
+    if inputs is None:
+        rng = np.random.default_rng(seed)
+        feeds = [
+            {n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)
+        ]
+    else:
+        if isinstance(inputs, dict):
+            arrays = inputs
+        else:
+            try:
+                with np.load(os.fspath(inputs), allow_pickle=False) as data:
+                    arrays = {key: data[key] for key in data.files}
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read inputs {inputs}: {exc}") from None
+        if len(specs) == 1 and specs[0][0] not in arrays:
+            # one input: the file's only array, or the conventional "x" (as in examples/)
+            only = next(iter(arrays.values())) if len(arrays) == 1 else arrays.get("x")
+            if only is not None:
+                arrays = {specs[0][0]: only}
+        feeds = _samples_from(arrays, specs)
+    planned = m.get("volume_bytes_planned")
+    manifest_bytes = m.get("transfer_bytes")
+    problems: list[str] = []
+    max_err = 0.0
+    measured_max: int | None = None
+    k = executor.k
+    link = np.zeros((k, k), dtype=np.int64)
+    compute = np.zeros(k)
+    out_bytes = np.zeros(k, dtype=np.int64)
+    route = ref_s = 0.0
+    with tempfile.TemporaryDirectory(prefix="dnnpart-verify-") as tmp:
+        ref = reference_session(source, tmp, threads=threads)
+        out_names = [o.name for o in ref.get_outputs()]
+        for i, feed in enumerate(feeds):
+            t0 = time.perf_counter()
+            expected = dict(zip(out_names, ref.run(out_names, feed), strict=True))
+            ref_s += time.perf_counter() - t0
+            got, stats = executor.run(feed)
+            for name in out_names:
+                if name not in got:
+                    problems.append(f"output {name!r} is not produced by the split")
+                    continue
+                err, problem = _compare(name, np.asarray(got[name]), expected[name], rtol, atol)
+                max_err = max(max_err, err)
+                if problem and len(problems) < 20:
+                    problems.append(f"sample {i}: {problem}")
+            total = stats.bytes_total
+            measured_max = total if measured_max is None else max(measured_max, total)
+            if planned is not None and total != planned and len(problems) < 20:
+                problems.append(f"sample {i}: {total} bytes moved, the plan says {planned}")
+            for t, got_b in zip(m["transfers"], stats.transfer_bytes, strict=True):
+                if t["bytes"] is not None and got_b != t["bytes"] and len(problems) < 20:
+                    problems.append(
+                        f"sample {i}: transfer of {t['tensor']!r} {t['from']}->{t['to']} "
+                        f"moved {got_b} bytes, the manifest says {t['bytes']}"
+                    )
+            link += stats.link_bytes
+            compute += stats.compute_s
+            out_bytes += stats.output_bytes
+            route += stats.route_s
+    n = len(feeds)
+    return VerifyReport(
+        ok=not problems,
+        max_abs_err=max_err,
+        bytes_measured=measured_max,
+        bytes_planned=planned,
+        bytes_manifest=manifest_bytes,
+        samples=n,
+        link_bytes=(link // n).tolist(),
+        compute_s=(compute / n).tolist(),
+        reference_s=ref_s / n,
+        route_s=route / n,
+        output_bytes=(out_bytes // n).tolist(),
+        problems=problems,
+    )
+
+
+class _PlanStub:
+    """The parts of a Plan that :func:`~dnnpart.exporters._source.prepare` reads, from a
+    manifest (the reference is the original model after the same pruning)."""
+
+    def __init__(self, manifest: dict[str, Any]):
+        model = manifest.get("model") or {}
+        self.model_sha256 = model.get("sha256")
+        self.parameters = {"prune": model.get("prune")}
