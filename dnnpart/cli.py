@@ -78,7 +78,13 @@ def _json_default(obj):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dnnpart", prog_name="dnnpart")
-def main() -> None:
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    help="Load no third-party plugin (same as DNNPART_LOAD_PLUGINS=).",
+)
+@click.pass_context
+def main(ctx: click.Context, no_plugins: bool) -> None:
     """Split trained deep neural networks across devices.
 
     \b
@@ -86,6 +92,11 @@ def main() -> None:
     dnnpart partition model.onnx -k 4 -p metis  a scored split, against the baseline
     dnnpart partitioners                        what is available
     """
+    if no_plugins:
+        from dnnpart.plugins import no_plugins as _no_plugins
+
+        # For the whole command, and the worker processes it starts (they inherit it).
+        ctx.with_resource(_no_plugins())
 
 
 @main.command("import")
@@ -279,18 +290,12 @@ def _print_partition(plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 @handle_errors
 def partitioners_cmd(as_json: bool) -> None:
-    """List the partitioners available (built-in and from plugins)."""
+    """List the partitioners available (built-in and from plugins), with their parameters."""
     from dnnpart.plugins import get_registry
 
     reg = get_registry()
-    rows = [
-        {
-            "name": name,
-            "plugin": reg.owner[name],
-            "granularities": list(getattr(cls, "granularities", ())),
-        }
-        for name, cls in sorted(reg.partitioners.items())
-    ]
+    rows = reg.describe()
+    _warn_broken_plugins(reg)
     if as_json:
         _emit_json(rows)
         return
@@ -298,18 +303,35 @@ def partitioners_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    for col in ("name", "plugin", "granularities"):
+    for col in ("name", "plugin", "granularities", "parameters", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(escape(r["name"]), escape(r["plugin"]), ", ".join(r["granularities"]))
+        params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items())
+        table.add_row(
+            r["name"], r["plugin"], ", ".join(r["granularities"]), params, r["description"]
+        )
     Console().print(table)
+
+
+def _warn_broken_plugins(reg) -> None:
+    console = _stderr_console()
+    for name, error in reg.errors.items():
+        console.print(
+            f"[yellow]warning:[/yellow] plugin {name!r} not loaded ({error}); "
+            "see `dnnpart plugins`",
+            highlight=False,
+        )
 
 
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 @handle_errors
 def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins, their partitioners, and any error loading them."""
+    """List installed plugins, their partitioners, and any error loading them.
+
+    A plugin that fails to import is listed with its error and every other command still
+    works; DNNPART_STRICT_PLUGINS=1 makes such a failure an error instead.
+    """
     from dnnpart.plugins import get_registry
 
     infos = [p.to_dict() for p in get_registry().plugins]
@@ -320,14 +342,15 @@ def plugins_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    for col in ("name", "version", "partitioners", "error"):
+    for col in ("name", "package", "version", "partitioners", "error"):
         table.add_column(col)
     for p in infos:
         table.add_row(
             escape(p["name"]),
+            escape(p["package"] or "-"),
             escape(p["version"] or "-"),
             escape(", ".join(p["partitioners"])),
-            escape(p["error"] or ""),
+            f"[red]{escape(p['error'])}[/red]" if p["error"] else "",
         )
     Console().print(table)
 

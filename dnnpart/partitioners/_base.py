@@ -24,6 +24,9 @@ class Partitioner:
 
     name: ClassVar[str] = ""
     granularities: ClassVar[tuple[str, ...]] = ("neuron", "layer")
+    # False for partitioners whose objective is not per-layer balance (e.g. pipeline
+    # placement minimises the time per sample); conformance checks then skip balance.
+    balances: ClassVar[bool] = True
 
     def partition(self, problem: Problem) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError

@@ -26,6 +26,7 @@ import numpy as np
 
 from dnnpart.errors import DnnpartError, ResourceLimitError, UsageError
 from dnnpart.partitioners._base import Partitioner
+from dnnpart.partitioners._common import c_stdout_to_stderr
 from dnnpart.partitioners._problem import Problem
 from dnnpart.partitioners.kl import rebalance
 
@@ -107,11 +108,12 @@ def _kway(lib, idx, opt, xadj, adjncy, eweights, vweights, vsize, ncon, k, tpwgt
     other = np.float64 if _lib_state["real"] is np.float32 else np.float32
     for real in (_lib_state["real"], other):
         tp = np.ascontiguousarray(tpwgts, dtype=real)
-        status = lib.METIS_PartGraphKway(
-            ptr(args[0]), ptr(args[1]), ptr(xadj), ptr(adjncy), ptr(vweights),
-            None if vsize is None else ptr(vsize), ptr(eweights), ptr(args[2]), ptr(tp),
-            None, ptr(o), ptr(objval), ptr(part),
-        )  # fmt: skip
+        with c_stdout_to_stderr():  # METIS printf()s diagnostics; keep stdout for data
+            status = lib.METIS_PartGraphKway(
+                ptr(args[0]), ptr(args[1]), ptr(xadj), ptr(adjncy), ptr(vweights),
+                None if vsize is None else ptr(vsize), ptr(eweights), ptr(args[2]), ptr(tp),
+                None, ptr(o), ptr(objval), ptr(part),
+            )  # fmt: skip
         if status != _METIS_ERROR_INPUT:
             # The width that METIS accepted is its real_t (32-bit in its default build).
             _lib_state["real"] = real

@@ -101,6 +101,7 @@ class PipelinePartitioner(Partitioner):
     name = "pipeline"
     granularities = ("layer",)
     refines_itself = True
+    balances = False  # it minimises the time per sample, not per-layer imbalance
 
     def __init__(self, refine: bool = False, max_ideals: int = 20_000):
         self.refine = refine

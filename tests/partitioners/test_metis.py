@@ -128,3 +128,20 @@ def test_bad_parameters_raise_usage_errors():
         MetisPartitioner(ncuts=0).partition(p)
     with pytest.raises(UsageError):
         MetisPartitioner(max_constraints=0).partition(p)
+
+
+def test_metis_diagnostics_never_reach_stdout(capfd):
+    """METIS printf()s to C stdout on degenerate inputs; dnnpart keeps stdout for data."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from dnnpart.partitioners import Problem
+    from dnnpart.partitioners.metis import metis_partition
+
+    # a 2-neuron layer at k = 4 with unequal shares: METIS bisects an empty graph
+    syn = sp.csr_array((np.ones(2), ([0, 1], [2, 3])), shape=(4, 4))
+    p = Problem(syn, [0, 0, 1, 1], [0, 2, 4], 4, targets=[1, 2, 3, 4], balanced=[False, True])
+    labels = metis_partition(p)
+    assert labels.shape == (4,)
+    out, _ = capfd.readouterr()
+    assert out == ""
