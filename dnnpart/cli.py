@@ -88,9 +88,12 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     """Split trained deep neural networks across devices.
 
     \b
-    dnnpart import model.onnx                  the model as a partitioning problem
-    dnnpart partition model.onnx -k 4 -p metis  a scored split, against the baseline
-    dnnpart partitioners                        what is available
+    dnnpart import model.onnx                    the model as a partitioning problem
+    dnnpart leaderboard model.onnx -k 2 4 8      which partitioner wins, and by how much
+    dnnpart partition model.onnx -k 4 -p metis -o plan.json   a scored split
+    dnnpart export model.onnx plan.json -o split/             one ONNX file per device
+    dnnpart verify split/                        the split computes what the model did
+    dnnpart partitioners | plugins               what is available
     """
     if no_plugins:
         from dnnpart.plugins import no_plugins as _no_plugins
