@@ -16,6 +16,7 @@ import numpy as np
 
 from dnnpart.devices import Device, DeviceSet
 from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo
+from dnnpart.graph._toposort import stable_topological_order
 from dnnpart.importers._tarnawski import ProfiledGraph, read_profiled_graph
 
 __all__ = ["load_profiled", "profile_devices"]
@@ -33,7 +34,7 @@ def load_profiled(path: str | os.PathLike) -> LayerGraph:
     for s, d in zip(prof.src.tolist(), prof.dst.tolist(), strict=True):
         if s not in preds[d]:
             preds[d].append(s)
-    order = _topological(n, preds)
+    order, _ = stable_topological_order(n, ((p, v) for v, ps in enumerate(preds) for p in ps))
     names: set[str] = set()
     layers = []
     for i in order:
@@ -66,28 +67,6 @@ def load_profiled(path: str | os.PathLike) -> LayerGraph:
     graph.profile = prof
     graph.profile_order = np.asarray(order, dtype=np.int64)  # layer index -> profiled node
     return graph
-
-
-def _topological(n: int, preds: list[list[int]]) -> list[int]:
-    """Stable topological order (the reader already refused cycles)."""
-    indeg = [len(p) for p in preds]
-    succ: list[list[int]] = [[] for _ in range(n)]
-    for v, ps in enumerate(preds):
-        for p in ps:
-            succ[p].append(v)
-    import heapq
-
-    ready = [v for v in range(n) if indeg[v] == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        v = heapq.heappop(ready)
-        order.append(v)
-        for w in succ[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return order
 
 
 def profile_devices(prof: ProfiledGraph, accelerators: int | None = None) -> DeviceSet:

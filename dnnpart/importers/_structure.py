@@ -11,12 +11,12 @@ explicit stack: nesting depth never becomes Python recursion depth.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
 
 import onnx
 
 from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsupportedModelError
+from dnnpart.graph._toposort import stable_topological_order
 
 __all__ = ["check_and_sort", "subgraphs_of", "outer_names_used", "check_functions", "MAX_DEPTH"]
 
@@ -188,24 +188,11 @@ def _sort_graph(graph: onnx.GraphProto, outer: frozenset[str], where: str) -> fr
         if o.name not in visible:
             raise InvalidModelError(f"{where}: graph output {o.name!r} is not produced by any node")
 
-    # Kahn's algorithm, stable: among ready nodes the one listed first goes first.
-    users: list[list[int]] = [[] for _ in nodes]
-    indegree = [len(d) for d in deps]
-    for idx, d in enumerate(deps):
-        for p in d:
-            users[p].append(idx)
-    ready = [i for i, n in enumerate(indegree) if n == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            indegree[u] -= 1
-            if indegree[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        stuck = [i for i, n in enumerate(indegree) if n > 0]
+    # stable: among ready nodes the one listed first goes first
+    order, stuck = stable_topological_order(
+        len(nodes), ((p, idx) for idx, d in enumerate(deps) for p in d)
+    )
+    if stuck:
         names = ", ".join(_node_label(nodes[i], i) for i in stuck[:5])
         more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
         raise InvalidModelError(f"{where}: the graph has a cycle through {names}{more}")

@@ -33,7 +33,6 @@ the prefixes of one topological order (PipeDream's linearisation) and says so.
 
 from __future__ import annotations
 
-import heapq
 import warnings
 from dataclasses import dataclass, field
 from itertools import product
@@ -43,6 +42,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from dnnpart.errors import ResourceLimitError, UsageError
+from dnnpart.graph._toposort import stable_topological_order
 from dnnpart.importers._tarnawski import ProfiledGraph
 
 __all__ = [
@@ -415,21 +415,8 @@ def _build_units(prob: PipelineProblem) -> _Units:
     nu = int(scc.max()) + 1 if nc else 0
     keep = scc[os_] != scc[od]
     es = np.unique(np.stack([scc[os_][keep], scc[od][keep]]), axis=1)
-    # Kahn's algorithm, smallest label first: deterministic, no recursion
-    indeg = np.bincount(es[1], minlength=nu)
-    out_lists = [[] for _ in range(nu)]
-    for a, b in es.T.tolist():
-        out_lists[a].append(b)
-    heap = [v for v in range(nu) if indeg[v] == 0]
-    heapq.heapify(heap)
-    order = []
-    while heap:
-        v = heapq.heappop(heap)
-        order.append(v)
-        for w in out_lists[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(heap, w)
+    # smallest label first: deterministic, no recursion (the condensation is acyclic)
+    order, _ = stable_topological_order(nu, es.T.tolist())
     rank = np.empty(nu, np.int64)
     rank[order] = np.arange(nu)
     preds = [0] * nu
