@@ -9,14 +9,16 @@ cut
     Total ``problem.synapses`` weight on edges whose two ends are on different devices (the
     figure the GraphDNN thesis reports; synapse count at neuron level, bytes at layer level).
 volume, volume_bytes
-    What the network carries. Each vertex ``u``'s output is sent once to every *other*
-    device holding at least one consumer of ``u`` (hypergraph connectivity - 1), however
-    many consumers live there: ``volume = sum_u activation_elements[u] * (lambda_u - 1)``,
-    ``volume_bytes`` the same with ``activation_bytes``. The model's inputs are vertices that
+    What the network carries. Each net (by default: vertex ``u``'s output; see
+    :class:`~dnnpart.partitioners.Nets` for problems built from a model, where a net is
+    one tensor's slice, as the exporter sends it) goes once to every *other* device
+    holding at least one of its consumers (hypergraph connectivity - 1), however many
+    consumers live there: ``volume = sum_j elements[j] * (lambda_j - 1)``, ``volume_bytes``
+    the same with bytes. The model's inputs are vertices that
     arrive already split as the labels say; vertices without consumers (the model's outputs)
     stay where they are computed and send nothing (their bytes per device are in
     ``output_bytes``, for whoever gathers them). ``traffic_bytes[a, b]`` is the bytes sent
-    from device ``a`` to device ``b``; ``messages`` the number of (vertex, receiver) sends.
+    from device ``a`` to device ``b``; ``messages`` the number of (net, receiver) sends.
 imbalance
     For each balanced group ``g`` with total weight ``W_g > 0``:
     ``max_d load[g, d] / (targets[d] * W_g)`` -- 1.0 is perfect, 1.5 means some device got
@@ -148,6 +150,16 @@ def _row_blocks(indptr: np.ndarray, k: int):
         r0 = r1
 
 
+def _cut(S, lab32: np.ndarray, k: int) -> float:
+    """Synapse weight between devices, in row blocks."""
+    cut = 0.0
+    for r0, r1 in _row_blocks(S.indptr, k):
+        lo, hi = int(S.indptr[r0]), int(S.indptr[r1])
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(S.indptr[r0 : r1 + 1]))
+        cut += float(S.data[lo:hi][lab32[rows] != lab32[S.indices[lo:hi]]].sum())
+    return cut
+
+
 def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Scores:
     """Score one partition of ``problem`` on ``devices``.
 
@@ -175,12 +187,16 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
     speeds, targets = devices.speeds, devices.targets
     bw, lat = devices.link_arrays()
     S = problem.synapses
-    indptr, indices, data = S.indptr, S.indices, S.data
-    act_el, act_b = problem.activation_elements, problem.activation_bytes
+    nets = problem.communication
+    P = nets.pins
+    indptr, indices = P.indptr, P.indices
+    net_el, net_b, net_src = nets.elements, nets.nbytes, nets.source
     lab32 = labels.astype(np.int32)
     neuron = problem.granularity == "neuron"
+    # Without explicit nets the pins are the synapses: the cut comes from the same pass.
+    cut_here = P is S
 
-    # -- communication: one pass over row blocks ----------------------------------------
+    # -- communication: one pass over row blocks of the nets ----------------------------
     cut = 0.0
     volume = volume_bytes = messages = 0
     traffic = np.zeros(k * k)
@@ -198,10 +214,11 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         cols = indices[lo:hi]
         rows = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(indptr[r0 : r1 + 1]))
         lv = lab32[cols]
-        cross = lab32[r0:r1][rows] != lv
-        cut += float(data[lo:hi][cross].sum())
-        # One cell per (sender vertex, receiving device); its value is the first consuming
-        # group there (L = no consumer), so duplicates of a message collapse to one.
+        cross = lab32[net_src[r0:r1]][rows] != lv
+        if cut_here:
+            cut += float(S.data[lo:hi][cross].sum())
+        # One cell per (net, receiving device); its value is the first consuming group
+        # there (L = no consumer), so duplicates of a message collapse to one.
         cell = rows[cross] * k + lv[cross]
         first = np.full((r1 - r0) * k, L, dtype=np.int64)
         if neuron:
@@ -213,9 +230,9 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
             continue
         u = r0 + idx // k
         b = idx % k
-        a = labels[u]
-        nbytes = act_b[u]
-        volume += int(act_el[u].sum())
+        a = labels[net_src[u]]
+        nbytes = net_b[u]
+        volume += int(net_el[u].sum())
         volume_bytes += int(nbytes.sum())
         messages += int(idx.size)
         traffic += np.bincount(a * k + b, weights=nbytes, minlength=k * k)
@@ -231,7 +248,11 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
             t = lat[a, b] + nbytes / bw[a, b]
             send += np.bincount(a, weights=t, minlength=k)
             recv += np.bincount(b, weights=t, minlength=k)
+    if not cut_here:
+        cut = _cut(S, lab32, k)
 
+    act_b = problem.activation_bytes
+    indptr = S.indptr
     has_consumer = np.diff(indptr) > 0
     output_bytes = np.bincount(
         labels[~has_consumer], weights=act_b[~has_consumer], minlength=k

@@ -14,7 +14,7 @@ from _problems import graph_challenge_problem, layered_problem
 from dnnpart import scoring
 from dnnpart.devices import Device, DeviceSet, Link
 from dnnpart.errors import PartitionerAnswerError, UsageError
-from dnnpart.partitioners import Problem
+from dnnpart.partitioners import Nets, Problem
 from dnnpart.scoring import ratios, score
 
 
@@ -186,30 +186,63 @@ def _random_problem(seed: int, k: int) -> tuple[Problem, np.ndarray]:
     return problem, rng.integers(0, k, n)
 
 
+def _random_nets(problem: Problem, seed: int) -> Nets:
+    """One to three nets per vertex with a synapse out, pins among its consumers, sizes of
+    their own (a vertex sending differently sized tensors to different consumers)."""
+    rng = np.random.default_rng(seed)
+    rows, cols, source, elements = [], [], [], []
+    for u in range(problem.num_vertices):
+        consumers = problem.synapses.indices[
+            problem.synapses.indptr[u] : problem.synapses.indptr[u + 1]
+        ]
+        for _ in range(rng.integers(1, 4) if consumers.size else 0):
+            picked = rng.choice(consumers, size=rng.integers(1, consumers.size + 1), replace=False)
+            rows += [len(source)] * len(picked)
+            cols += picked.tolist()
+            source.append(u)
+            elements.append(int(rng.integers(1, 9)))
+    pins = sp.csr_array((np.ones(len(rows)), (rows, cols)), (len(source), problem.num_vertices))
+    return Nets(pins, np.array(source), np.array(elements), 4 * np.array(elements))
+
+
 def _simulate(problem: Problem, labels: np.ndarray, devices: DeviceSet) -> dict:
     """Send every needed activation one by one (loops over edges, as a person would)."""
     coo = sp.coo_array(problem.synapses)
     layer = problem.layer_of
-    first: dict[tuple[int, int], int] = {}  # (vertex, receiver) -> first consuming group
     cut = 0.0
     for u, v, w in zip(coo.row, coo.col, coo.data, strict=True):
-        a, b = int(labels[u]), int(labels[v])
-        if a != b:
-            cut += w
-            first[u, b] = min(first.get((u, b), 10**9), int(layer[v]))
+        cut += w if labels[u] != labels[v] else 0
+    if problem.nets is None:  # one message per vertex: its output, to its consumers
+        nets = [
+            (u, coo.col[coo.row == u], problem.activation_elements[u], problem.activation_bytes[u])
+            for u in range(problem.num_vertices)
+        ]
+    else:
+        pins = problem.nets.pins.tocoo()
+        nets = [
+            (problem.nets.source[j], pins.col[pins.row == j], *size)
+            for j, size in enumerate(zip(problem.nets.elements, problem.nets.nbytes, strict=True))
+        ]
+    first: dict[tuple[int, int], int] = {}  # (net, receiver) -> first consuming group
+    for j, (u, consumers, _, _) in enumerate(nets):
+        for v in consumers:
+            a, b = int(labels[u]), int(labels[v])
+            if a != b:
+                first[j, b] = min(first.get((j, b), 10**9), int(layer[v]))
     traffic = np.zeros((problem.k, problem.k))
     link_bytes = defaultdict(float)
-    for (u, b), g in first.items():
-        traffic[labels[u], b] += problem.activation_bytes[u]
-        link_bytes[g, int(labels[u]), b] += problem.activation_bytes[u]
+    for (j, b), g in first.items():
+        u, _, _, nbytes = nets[j]
+        traffic[labels[u], b] += nbytes
+        link_bytes[g, int(labels[u]), b] += nbytes
     transfer = np.zeros(problem.num_layers)
     for (g, a, b), nbytes in link_bytes.items():
         transfer[g] = max(transfer[g], devices.link(a, b).time(nbytes))
     return {
         "cut": cut,
         "messages": len(first),
-        "volume": sum(int(problem.activation_elements[u]) for u, _ in first),
-        "volume_bytes": sum(int(problem.activation_bytes[u]) for u, _ in first),
+        "volume": sum(int(nets[j][2]) for j, _ in first),
+        "volume_bytes": sum(int(nets[j][3]) for j, _ in first),
         "traffic": traffic,
         "transfer": transfer,
     }
@@ -217,12 +250,15 @@ def _simulate(problem: Problem, labels: np.ndarray, devices: DeviceSet) -> dict:
 
 @pytest.mark.parametrize(("seed", "k"), [(0, 2), (1, 3), (2, 5), (3, 4)])
 @pytest.mark.parametrize("small_blocks", [False, True])
-def test_volume_matches_simulation(seed, k, small_blocks, monkeypatch):
+@pytest.mark.parametrize("with_nets", [False, True])
+def test_volume_matches_simulation(seed, k, small_blocks, with_nets, monkeypatch):
     if small_blocks:  # row blocks of a few synapses: results must not depend on blocking
         monkeypatch.setattr(scoring, "_CHUNK_NNZ", 7)
         monkeypatch.setattr(scoring, "_CHUNK_CELLS", 3 * k)
         monkeypatch.setattr(scoring, "_DENSE_GROUP_LINKS", 0)  # the path for huge L * k^2
     problem, labels = _random_problem(seed, k)
+    if with_nets:
+        problem = dataclasses.replace(problem, nets=_random_nets(problem, seed))
     links = {(0, 1): Link(3.0, 0.25), (1, 0): Link(50.0, 2.0)}
     devices = DeviceSet(tuple(Device(f"d{i}", 1.0 + i) for i in range(k)), Link(7.0, 0.5), links)
     s = score(problem, labels, devices)
@@ -236,6 +272,30 @@ def test_volume_matches_simulation(seed, k, small_blocks, monkeypatch):
     )
     np.testing.assert_allclose(s.traffic_bytes, sim["traffic"])
     np.testing.assert_allclose(s.transfer_s_per_group, sim["transfer"])
+
+
+def test_nets_count_each_tensor_of_a_vertex():
+    # Vertex 0 (device 0) sends a 16-element tensor to vertex 1 and a 1-element pooled
+    # tensor to vertices 1 and 2 (all on device 1): two messages, 17 elements, whereas
+    # one activation per vertex would say 1 message of activation_elements[0] = 16.
+    synapses = sp.csr_array(np.array([[0, 1, 1], [0, 0, 0], [0, 0, 0]], dtype=float))
+    nets = Nets(sp.csr_array(np.array([[0, 1, 0], [0, 1, 1]])), [0, 0], [16, 1], [64, 4])
+    problem = Problem(synapses, np.ones(3), [0, 1, 3], 2, activation_elements=[16, 1, 1])
+    labels = np.array([0, 1, 1])
+    assert (score(problem, labels).volume, score(problem, labels).messages) == (16, 1)
+    s = score(dataclasses.replace(problem, nets=nets), labels)
+    assert (s.volume, s.volume_bytes, s.messages, s.cut) == (17, 68, 2, 2)
+    np.testing.assert_array_equal(s.traffic_bytes, [[0, 68], [0, 0]])
+
+
+def test_bad_nets_are_refused():
+    synapses = sp.csr_array((3, 3))
+    with pytest.raises(UsageError, match="columns"):
+        Problem(synapses, np.ones(3), [0, 3], 1, nets=Nets(sp.csr_array((1, 2)), [0], [1], [4]))
+    with pytest.raises(UsageError, match="source"):
+        Problem(synapses, np.ones(3), [0, 3], 1, nets=Nets(sp.csr_array((1, 3)), [5], [1], [4]))
+    with pytest.raises(UsageError, match="one value per net"):
+        Problem(synapses, np.ones(3), [0, 3], 1, nets=Nets(sp.csr_array((2, 3)), [0], [1], [4]))
 
 
 def test_one_device_sends_nothing():

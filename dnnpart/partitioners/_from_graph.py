@@ -9,6 +9,10 @@ sent there). Every other layer is placed whole: one vertex that needs its whole 
 
 Layer granularity (pipeline tools, Tarnawski et al.): vertices are the model's input
 tensors and the layers; edges carry tensor bytes; one balanced group holds every layer.
+
+Both record :class:`~dnnpart.partitioners.Nets`, what the exporter really sends: one net
+per tensor (layer granularity) or per (tensor, neuron) -- a pooled channel sends its
+pooled size, and a neuron read through two tensors (a residual) is two messages.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo
-from dnnpart.partitioners._problem import Problem
+from dnnpart.partitioners._problem import Nets, Problem
 
 __all__ = ["neuron_problem", "layer_problem", "build_problem"]
 
@@ -67,6 +71,63 @@ class _NeuronBuilder:
         self.rows: list[np.ndarray] = []
         self.cols: list[np.ndarray] = []
         self.vals: list[np.ndarray] = []
+        # nets: tensor -> first net id; per net its source, elements, bytes; pins
+        self.first_net: dict[str, int] = {}
+        self.num_nets = 0
+        self.net_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pin_rows: list[np.ndarray] = []
+        self.pin_cols: list[np.ndarray] = []
+
+    def nets_of(self, name: str) -> int | None:
+        """First net id of tensor ``name`` (one net per neuron of its space), made on first
+        use; None when the tensor has no vertex (a constant)."""
+        if name in self.first_net:
+            return self.first_net[name]
+        space = self.spaces.get(name)
+        if space is None:
+            return None
+        t = self.graph.tensors.get(name)
+        count = space.count
+        if t is None:
+            per, nbytes = space.per_neuron, space.per_neuron * 4
+        elif space.whole:
+            per = _elements(t)
+            nbytes = t.nbytes or per * 4
+        else:
+            per = max(1, _elements(t) // count)
+            nbytes = per * _bytes_per_element(t)
+        start = self.num_nets
+        self.first_net[name] = start
+        self.num_nets += count
+        self.net_parts.append(
+            (
+                space.offset + np.arange(count, dtype=np.int64),
+                np.full(count, per, dtype=np.float64),
+                np.full(count, nbytes, dtype=np.float64),
+            )
+        )
+        return start
+
+    def pins(self, name: str, neurons, consumers) -> None:
+        """Vertices ``consumers`` read neurons ``neurons`` of tensor ``name`` (pairwise)."""
+        start = self.nets_of(name)
+        if start is None:
+            return
+        self.pin_rows.append(start + np.asarray(neurons, dtype=np.int64))
+        self.pin_cols.append(np.asarray(consumers, dtype=np.int64))
+
+    def layer_pin(self, name: str, source: int, t: TensorInfo | None, consumer: int) -> None:
+        """Layer granularity: vertex ``consumer`` reads the whole tensor ``name``."""
+        if name not in self.first_net:
+            self.first_net[name] = self.num_nets
+            self.num_nets += 1
+            size = _elements(t) if t is not None else 1
+            nbytes = (t.nbytes or size * 4) if t is not None else 4
+            self.net_parts.append(
+                (np.array([source]), np.array([size], float), np.array([nbytes], float))
+            )
+        self.pin_rows.append(np.array([self.first_net[name]]))
+        self.pin_cols.append(np.array([consumer]))
 
     def group(self, name, count, *, balanced, weight, elements, nbytes, params) -> int:
         start = self.offsets[-1]
@@ -123,12 +184,13 @@ class _NeuronBuilder:
             nbytes=out_bytes,
             params=layer.param_bytes,
         )
-        for name in [t.name for t in layer.inputs] + list(layer.captured):
+        for name in dict.fromkeys([t.name for t in layer.inputs] + list(layer.captured)):
             space = self.spaces.get(name)
             if space is None:
                 continue
             srcs = np.arange(space.offset, space.offset + space.count)
             self.edges(srcs, np.full(len(srcs), v), np.full(len(srcs), float(space.per_neuron)))
+            self.pins(name, np.arange(space.count), np.full(space.count, v))
         for t in layer.outputs:
             self.spaces[t.name] = _Space(v, 1, _elements(t), True)
 
@@ -153,9 +215,11 @@ class _NeuronBuilder:
             nbytes=per * _bytes_per_element(out),
             params=layer.param_bytes / neurons,
         )
+        src_name = layer.inputs[0].name if layer.inputs else None
         if space is not None:
             if syn is None:
                 self.edges(np.full(neurons, space.offset), off + np.arange(neurons), in_count)
+                self.pins(src_name, np.zeros(neurons, np.int64), off + np.arange(neurons))
             else:
                 # features of the input map onto its neurons (equal blocks when a flattened
                 # conv output feeds a dense layer)
@@ -168,6 +232,11 @@ class _NeuronBuilder:
                         np.tile(off + np.arange(neurons), len(srcs)),
                         np.full(len(srcs) * neurons, 1.0),
                     )
+                    self.pins(
+                        src_name,
+                        np.repeat(np.arange(space.count), neurons),
+                        np.tile(off + np.arange(neurons), space.count),
+                    )
                 else:
                     m = sp.coo_array(
                         (syn.data, (syn.row // ratio, syn.col)), shape=(space.count, neurons)
@@ -175,26 +244,29 @@ class _NeuronBuilder:
                     m.sum_duplicates()
                     c = m.tocoo()
                     self.edges(space.offset + c.row, off + c.col, c.data)
+                    self.pins(src_name, c.row, off + c.col)
         for t in layer.outputs:
             self.spaces[t.name] = _Space(off, neurons, per, False)
 
     def add_neuronwise(self, layer: Layer) -> bool:
         """Let the output follow the first input's neurons; False if it cannot."""
-        spaces = [self.spaces.get(t.name) for t in layer.inputs]
-        spaces = [s for s in spaces if s is not None]
+        names = [t.name for t in layer.inputs if t.name in self.spaces]
+        spaces = [self.spaces[name] for name in names]
         if not spaces or spaces[0].whole:
             return False
         lead = spaces[0]
         for other in spaces[1:]:
             if other.whole or other.count != lead.count:
                 return False
-        for other in spaces[1:]:
+        for name, other in zip(names[1:], spaces[1:], strict=True):
             if other.offset != lead.offset:
                 self.edges(
                     other.offset + np.arange(other.count),
                     lead.offset + np.arange(lead.count),
                     np.ones(lead.count),
                 )
+            # neuron c of every other input is read where neuron c of the lead lives
+            self.pins(name, np.arange(lead.count), lead.offset + np.arange(lead.count))
         for t in layer.outputs:
             self.spaces[t.name] = _Space(lead.offset, lead.count, lead.per_neuron, False)
         return True
@@ -280,6 +352,7 @@ def layer_problem(
             src.append(u)
             dst.append(first + i)
             val.append(float(t.nbytes or 4) if t is not None else 4.0)
+            b.layer_pin(name, u, t, first + i)
     b.edges(src, dst, val)
     problem = _finish(b, graph, k, targets, imbalance, seed, "layer")
     if profile is not None:
@@ -298,6 +371,21 @@ def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) 
     synapses = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(n, n))
     synapses.sum_duplicates()
     cat = np.concatenate
+    nets = None
+    if b.net_parts:
+        pin_rows = cat(b.pin_rows) if b.pin_rows else np.zeros(0, np.int64)
+        pin_cols = cat(b.pin_cols) if b.pin_cols else np.zeros(0, np.int64)
+        pins = sp.csr_array(
+            (np.ones(len(pin_rows), dtype=np.int8), (pin_rows, pin_cols)), shape=(b.num_nets, n)
+        )
+        pins.sum_duplicates()
+        pins.data[:] = 1  # structure only: who reads which net
+        nets = Nets(
+            pins=pins,
+            source=cat([p[0] for p in b.net_parts]),
+            elements=np.rint(cat([p[1] for p in b.net_parts])).astype(np.int64),
+            nbytes=np.rint(cat([p[2] for p in b.net_parts])).astype(np.int64),
+        )
     return Problem(
         synapses=synapses,
         vertex_weight=cat(b.weight) if b.weight else np.zeros(0),
@@ -313,4 +401,5 @@ def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) 
         param_bytes=np.rint(cat(b.params)).astype(np.int64),
         layer_names=tuple(b.names),
         graph=graph,
+        nets=nets,
     )

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from dnnpart.errors import PartitionerAnswerError, UsageError
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "Nets"]
 
 GRANULARITIES = ("neuron", "layer")
 
@@ -64,6 +64,10 @@ class Problem:
         The model the problem came from, for partitioners that want more.
     devices : DeviceSet or None
         The devices (speeds, memory, links), for partitioners that model time.
+    nets : Nets or None
+        What really travels, when it differs from "each vertex's output, whole, to every
+        device with a consumer" (see :class:`Nets`); scoring counts ``volume`` over these.
+        None: one net per vertex, its pins the vertex's consumers in ``synapses``.
     """
 
     synapses: sp.csr_array
@@ -83,6 +87,7 @@ class Problem:
     graph: Any = None
     devices: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    nets: Nets | None = None
 
     def __post_init__(self) -> None:
         n = self.synapses.shape[0]
@@ -126,6 +131,8 @@ class Problem:
         self.param_bytes = np.asarray(self.param_bytes, dtype=np.int64)
         if not self.layer_names:
             self.layer_names = tuple(f"layer{g}" for g in range(num_layers))
+        if self.nets is not None:
+            self.nets.check(n)
 
     # -- derived views -------------------------------------------------------------
     @property
@@ -140,6 +147,18 @@ class Problem:
     def layer_of(self) -> np.ndarray:
         """Group index of every vertex."""
         return np.repeat(np.arange(self.num_layers), np.diff(self.layer_offsets))
+
+    @functools.cached_property
+    def communication(self) -> Nets:
+        """The nets scoring counts: :attr:`nets`, or one per vertex from ``synapses``."""
+        if self.nets is not None:
+            return self.nets
+        return Nets(
+            pins=self.synapses,
+            source=np.arange(self.num_vertices, dtype=np.int64),
+            elements=self.activation_elements,
+            nbytes=self.activation_bytes,
+        )
 
     @functools.cached_property
     def adjacency(self) -> sp.csr_array:
@@ -198,3 +217,50 @@ class Problem:
                 f"{who} returned labels in [{arr.min()}, {arr.max()}], expected [0, {self.k - 1}]"
             )
         return arr
+
+
+@dataclass(eq=False)
+class Nets:
+    """Messages a partition may cause: which vertex sends what to whom.
+
+    A net is one piece of data produced by one vertex -- a tensor of a layer, or one
+    neuron's slice of a tensor -- with the vertices that consume it (its *pins*). A device
+    receives a net once if it holds at least one pin and not the source (hypergraph
+    connectivity - 1). A vertex can have several nets: a convolution channel whose
+    pre-pooling and post-pooling values feed different layers sends a different number of
+    bytes to each, and a channel read through two tensors (a residual) travels twice.
+
+    Parameters
+    ----------
+    pins : scipy.sparse.csr_array, shape (m, n)
+        ``pins[j, v] != 0`` when vertex ``v`` consumes net ``j``.
+    source : ndarray of int, shape (m,)
+        Vertex producing each net.
+    elements, nbytes : ndarray of int, shape (m,)
+        Size of each net (elements; bytes).
+    """
+
+    pins: sp.csr_array
+    source: np.ndarray
+    elements: np.ndarray
+    nbytes: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.pins = sp.csr_array(self.pins)
+        self.source = np.asarray(self.source, dtype=np.int64)
+        self.elements = np.asarray(self.elements, dtype=np.int64)
+        self.nbytes = np.asarray(self.nbytes, dtype=np.int64)
+
+    @property
+    def num_nets(self) -> int:
+        return self.pins.shape[0]
+
+    def check(self, n: int) -> None:
+        m = self.pins.shape[0]
+        if self.pins.shape[1] != n:
+            raise UsageError(f"nets: pins has {self.pins.shape[1]} columns for {n} vertices")
+        for name in ("source", "elements", "nbytes"):
+            if getattr(self, name).shape != (m,):
+                raise UsageError(f"nets: {name} must hold one value per net ({m})")
+        if m and (self.source.min() < 0 or self.source.max() >= n):
+            raise UsageError("nets: a source is not a vertex")
