@@ -421,3 +421,80 @@ def save(
     else:
         onnx.save_model(model, str(path))
     return path
+
+
+def light_with_weights(path: Path, *, seed: int = 0) -> onnx.ModelProto:
+    """A light model of the onnx wheel with trained-looking weights in place of its
+    constant 0.02 fills.
+
+    The light models build every weight with ConstantOfShape(0.02): every channel then
+    computes the same value, so a split that permutes or drops channels still matches,
+    and activations grow to ~1e8, where a softmax turns summation-order rounding into
+    different answers. Here convolution and dense weights are He-scaled normals, biases
+    small normals and batch norms near the identity, except that a batch norm ending a
+    residual branch gets a small scale (Goyal et al., 2017) -- else every ResNet block
+    doubles the variance and the softmax saturates to exactly 0 and 1, which would hide a
+    wrong channel too.
+    """
+    model = onnx.load(path)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    roles: dict[str, tuple[onnx.NodeProto, int]] = {}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            roles.setdefault(name, (node, i))
+            readers.setdefault(name, []).append(node)
+
+    def feeds_sum(value: str, hops: int = 2) -> bool:
+        for r in readers.get(value, []):
+            if r.op_type in ("Add", "Sum"):
+                return True
+            if hops > 1 and r.op_type == "Relu" and feeds_sum(r.output[0], hops - 1):
+                return True
+        return False
+
+    rng = np.random.default_rng(seed)
+    kept = []
+    for node in g.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if (
+            node.op_type != "ConstantOfShape"
+            or node.input[0] not in inits
+            or value is None
+            or value.data_type != TensorProto.FLOAT
+        ):
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in numpy_helper.to_array(inits[node.input[0]]))
+        reader, i = roles.get(node.output[0], (None, -1))
+        op = reader.op_type if reader is not None else ""
+        if op == "BatchNormalization":  # scale, bias, mean, variance
+            gain = 0.3 if feeds_sum(reader.output[0]) else 1.0
+            arr = [
+                None,
+                gain * rng.uniform(0.8, 1.2, shape),
+                rng.normal(0, 0.1, shape),
+                rng.normal(0, 0.1, shape),
+                rng.uniform(0.8, 1.2, shape),
+            ][i]
+        elif op in ("Conv", "Gemm", "MatMul") and i == 1:
+            fan_in = int(np.prod(shape[1:])) if op == "Conv" else shape[0]
+            if op == "Gemm" and any(a.name == "transB" and a.i for a in reader.attribute):
+                fan_in = shape[1]
+            arr = rng.normal(0, np.sqrt(2.0 / max(fan_in, 1)), shape)
+        else:
+            arr = rng.normal(0, 0.01, shape)
+        g.initializer.append(numpy_helper.from_array(arr.astype(np.float32), node.output[0]))
+    del g.node[:]
+    g.node.extend(kept)
+    used = {name for node in g.node for name in node.input}
+    constants = {t.name for t in g.initializer}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    inputs = [v for v in g.input if v.name not in constants]
+    del g.input[:]
+    g.input.extend(inputs)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 wants every initializer as an input
+    return model
