@@ -2,9 +2,11 @@
 
 A :class:`Builder` holds, for every device, the values it has of each tensor (its own
 slice, in sorted neuron order, or a whole tensor) and the pieces other devices send it;
-:meth:`Builder.fetch` assembles from them the neurons a layer part needs (Concat, and a
-Gather where an order is required). Nodes are created in *units*, one per device and
-layer, which :mod:`._staging` later groups into stages.
+:meth:`Builder.fetch` assembles from them the neurons a layer part needs: a Concat of the
+pieces in neuron order, a Slice or Gather only where a piece must be cut or reordered
+(these run on every inference; a Gather along a non-leading axis is the slowest of them).
+Nodes are created in *units*, one per device and layer, which :mod:`._staging` later
+groups into stages.
 """
 
 from __future__ import annotations
@@ -125,13 +127,21 @@ class Builder:
         self.unit = Unit(device, layer, macs)
         self.units.append(self.unit)
 
+    def graph_opset(self) -> int:
+        """The model's version of the default ONNX domain."""
+        imports = self.source.model.graph.opset_imports
+        return int(imports.get("", imports.get("ai.onnx", 1)))
+
     # -- where data comes from ---------------------------------------------------------
     def fetch(self, name: str, device: int, wanted: np.ndarray | None, *, ordered: bool):
         """Tensor ``name`` on ``device``: the neurons ``wanted`` (all if None) along the
         space's axis, gathered from the local slice and the pieces received.
 
         Returns ``(value, order)``: ``order`` lists the neuron indices the value holds
-        along the axis (``wanted`` itself when ``ordered``), None for a whole tensor.
+        along the axis, None for a whole tensor: ``wanted`` itself when ``ordered``, else
+        ``wanted`` in the order the pieces arrive. Neurons that are not wanted are cut out
+        (a Slice or Gather): a device computes with exactly the rows its neurons have
+        synapses from, so that no sub-model holds a pruned weight or does work twice.
         """
         space = self.layout.spaces[name]
         if space.whole or space.axis is None:
@@ -149,22 +159,28 @@ class Builder:
             value, order = self.fetched[key]
             self.unit.reads.append(value)
             return value, order
-        parts, order_parts = [], []
-        sources = [device] + [d for d in range(self.layout.k) if d != device]
-        for src in sources:
-            if src == device:
-                have = self.local[device].get(name)
-            else:
-                have = self.pieces.get((name, src, device))
+        found = []  # (first neuron, value, neurons it holds, positions to keep or None)
+        for src in range(self.layout.k):
+            have = (
+                self.local[device].get(name)
+                if src == device
+                else self.pieces.get((name, src, device))
+            )
             if have is None:
                 continue
             value, held = have
             take = np.intersect1d(held, wanted)
             if take.size == 0:
                 continue
-            if take.size != held.size:
-                pos = np.searchsorted(held, take)
-                value = self.gather(value, pos, space.axis, name, device)
+            keep = None if take.size == held.size else np.searchsorted(held, take)
+            found.append((int(take[0]), value, take, keep))
+        # pieces in neuron order: contiguous owners (a vertical split) then concatenate
+        # straight into order, with no permutation afterwards
+        found.sort(key=lambda f: f[0])
+        parts, order_parts = [], []
+        for _, value, take, keep in found:
+            if keep is not None:
+                value = self.gather(value, keep, space.axis, name, device)
             else:
                 self.unit.reads.append(value)
             parts.append(value)
@@ -193,16 +209,23 @@ class Builder:
         return value, order
 
     def gather(self, value, positions: np.ndarray, axis: int, name: str, device: int):
-        idx = self.const(np.asarray(positions, dtype=np.int64), f"{name}@{device}.idx")
+        """The elements ``positions`` of ``value`` along ``axis``: a Slice when they are a
+        contiguous run (a block copy in onnxruntime), else a Gather (element by element)."""
+        positions = np.asarray(positions, dtype=np.int64)
         shape = self.shape_of(name, axis, len(positions))
-        return self.node(
-            "Gather",
-            [value, idx],
-            [self.ir.AttrInt64("axis", axis)],
-            base=f"{name}@{device}",
-            dtype=self.source.dtype(name),
-            shape=shape,
-        )
+        dtype = self.source.dtype(name)
+        base = f"{name}@{device}"
+        first = int(positions[0]) if positions.size else 0
+        if positions.size and np.array_equal(positions, np.arange(first, first + positions.size)):
+            bounds = (("starts", first), ("ends", first + positions.size), ("axes", axis))
+            if self.graph_opset() < 10:  # Slice-1: bounds are attributes
+                attrs = [self.ir.AttrInt64s(what, [v]) for what, v in bounds]
+                return self.node("Slice", [value], attrs, base=base, dtype=dtype, shape=shape)
+            inputs = [self.const(np.array([v], np.int64), f"{base}.{what}") for what, v in bounds]
+            return self.node("Slice", [value, *inputs], base=base, dtype=dtype, shape=shape)
+        idx = self.const(positions, f"{base}.idx")
+        attrs = [self.ir.AttrInt64("axis", axis)]
+        return self.node("Gather", [value, idx], attrs, base=base, dtype=dtype, shape=shape)
 
     # -- cloning the model's nodes --------------------------------------------------------
     def clone(self, layer, mapping: dict[Any, Any], device: int):

@@ -3,9 +3,12 @@ between per-device stores, bytes counted per link.
 
 The local executor is the reference runtime of ``dnnpart verify`` (and the model for
 distributed runtimes): stages run in the manifest's order; after a stage, every transfer
-it feeds copies its value (or the listed elements) into the receiving device's store and
-the bytes are added to that link. Nothing is shared between devices except through a
-transfer, so a value missing from a store is a bug of the export, reported as such.
+it feeds puts its value (or the listed elements: a view when they are contiguous, else a
+copy) into the receiving device's store and the bytes are added to that link. Nothing is
+shared between devices except through a transfer, so a value missing from a store is a
+bug of the export, reported as such. Stages run one after the other, each session with
+the same thread count as the whole-model reference, so that timings compare like for
+like.
 """
 
 from __future__ import annotations
@@ -91,18 +94,37 @@ def _tensors(graph):
 
 
 def _selection(positions, axis):
-    """How to cut a transfer's elements out of its value: None (all), a tuple of slices
-    for a contiguous run (a view, no copy), or ``(index array, axis)``."""
+    """How to cut listed elements out of a value, prepared once: None (all of it), a tuple
+    of slices for a contiguous run (a view, no copy), or ``[index array, axis, index
+    tuple]`` (a list, to tell it apart) for any other set of elements."""
     if positions is None:
         return None
     pos = np.asarray(positions, dtype=np.int64)
+    axis = int(axis)
     if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
-        return (slice(None),) * int(axis) + (slice(int(pos[0]), int(pos[0]) + pos.size),)
-    return [pos, int(axis)]
+        return (slice(None),) * axis + (slice(int(pos[0]), int(pos[0]) + pos.size),)
+    return [pos, axis, (slice(None),) * axis + (pos,)]
+
+
+def _cut(arr: np.ndarray, sel) -> np.ndarray:
+    """``arr`` restricted by a prepared :func:`_selection` (not None)."""
+    if type(sel) is tuple:
+        return arr[sel]
+    idx, axis, index = sel
+    if axis and arr.shape[0] != 1:
+        # rows before the axis (a batch): fancy indexing copies row by row, about twice
+        # as fast as ndarray.take along a non-leading axis of a [360, n] array
+        return arr[index]
+    return arr.take(idx, axis)
 
 
 class Executor:
     """A loaded split, ready to run.
+
+    Everything that does not depend on the inputs is resolved once here: each stage's
+    session, feed and fetch names, the transfers that follow it with their selections,
+    how outputs are reassembled. :meth:`run` then only moves arrays, so that the time it
+    adds to onnxruntime's is small next to a sub-model's run (``bench/verify_overhead.py``).
 
     Parameters
     ----------
@@ -134,18 +156,59 @@ class Executor:
                 raise InvalidModelError(
                     f"onnxruntime cannot load {s['file']}: {str(exc).splitlines()[0][:200]}"
                 ) from None
-        # per producing stage: (index, from, to, value, as, selection) with the selection
-        # prepared once: None (whole value), a slice (contiguous elements) or an index array
-        self.after: dict[int | None, list[tuple]] = {}
         self.transfers = m["transfers"]
+        k = self.k
+        # per producing stage (None: the model inputs): (index, from, to, value, as,
+        # link cell from * k + to, selection)
+        after: dict[int | None, list[tuple]] = {}
         for i, t in enumerate(self.transfers):
+            src, dst = int(t["from"]), int(t["to"])
             sel = _selection(t["positions"], t["axis"])
-            entry = (i, int(t["from"]), int(t["to"]), t["value"], t["as"], sel)
-            self.after.setdefault(t["after"], []).append(entry)
-        for p in m["inputs"] + m["outputs"]:
-            p["_idx"] = None if p["indices"] is None else np.asarray(p["indices"], np.int64)
+            entry = (i, src, dst, t["value"], t["as"], src * k + dst, sel)
+            after.setdefault(t["after"], []).append(entry)
+        self._first = after.get(None, [])
+        # the stages in order: (id, device, onnxruntime's own run, fetch names, feed names,
+        # transfers after it). Calling the binding's run skips the Python wrapper's
+        # per-call checks, which cost about as much as running a small sub-model.
+        self._steps = [
+            (
+                sid,
+                int(self.stages[sid]["device"]),
+                self.sessions[sid]._sess.run,
+                list(self.stages[sid]["outputs"]),
+                list(self.stages[sid]["inputs"]),
+                after.get(sid, []),
+            )
+            for sid in self.order
+        ]
+        self._inputs = [
+            (p["tensor"], int(p["device"]), p["value"], _selection(p["indices"], p["axis"]))
+            for p in m["inputs"]
+        ]
+        self._outputs = [
+            (name, *self._reassembly([p for p in m["outputs"] if p["tensor"] == name]))
+            for name in dict.fromkeys(p["tensor"] for p in m["outputs"])
+        ]
+        self._output_values = [(int(p["device"]), p["value"]) for p in m["outputs"]]
         self.input_names = list(dict.fromkeys(p["tensor"] for p in m["inputs"]))
-        self.output_names = list(dict.fromkeys(p["tensor"] for p in m["outputs"]))
+        self.output_names = [name for name, *_ in self._outputs]
+
+    @staticmethod
+    def _reassembly(parts):
+        """How to rebuild one model output from its pieces: ``(pieces, axis, inverse)``
+        with ``pieces`` (device, value) in manifest order; ``inverse`` is None when the
+        pieces' elements, concatenated along ``axis``, are already in order (or when there
+        is one whole piece), else the positions that put them in order."""
+        pieces = [(int(p["device"]), p["value"]) for p in parts]
+        if len(parts) == 1 and parts[0]["indices"] is None:
+            return pieces, None, None
+        axis = int(parts[0]["axis"])
+        idx = np.concatenate([np.asarray(p["indices"], np.int64) for p in parts])
+        if np.array_equal(idx, np.arange(idx.size)):
+            return pieces, axis, None
+        inverse = np.empty_like(idx)
+        inverse[idx] = np.arange(idx.size)
+        return pieces, axis, _selection(inverse, axis)
 
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
         """Run the split on ``feeds`` (model input name -> array); outputs by model name."""
@@ -153,67 +216,69 @@ class Executor:
         if missing:
             raise UsageError(f"no value for model input {missing[0]!r}")
         k = self.k
+        clock = time.perf_counter
+        # fresh stores every run: a value left over from an earlier run must not hide a
+        # transfer the export forgot
         stores: list[dict[str, np.ndarray]] = [{} for _ in range(k)]
-        link = np.zeros((k, k), dtype=np.int64)
+        link = [0] * (k * k)
         per_transfer = [0] * len(self.transfers)
-        compute = np.zeros(k)
-        route = 0.0
-        t0 = time.perf_counter()
-        for p in self.manifest["inputs"]:
-            arr = np.asarray(feeds[p["tensor"]])
-            if p["_idx"] is not None:
-                arr = np.take(arr, p["_idx"], axis=p["axis"])
-            stores[p["device"]][p["value"]] = arr
-        route += self._route(None, stores, link, per_transfer)
-        route += time.perf_counter() - t0
-        for sid in self.order:
-            s = self.stages[sid]
-            dev = s["device"]
+        compute = [0.0] * k
+        t0 = clock()
+        for tensor, dev, value, sel in self._inputs:
+            arr = np.asarray(feeds[tensor])
+            stores[dev][value] = arr if sel is None else _cut(arr, sel)
+        self._route(self._first, stores, link, per_transfer)
+        route = clock() - t0
+        for sid, dev, run, fetch, needs, then in self._steps:
             store = stores[dev]
             try:
-                feed = {name: store[name] for name in s["inputs"]}
+                feed = {name: store[name] for name in needs}
             except KeyError as exc:
                 raise InvalidModelError(
-                    f"stage {s['file']} needs value {exc.args[0]!r}, which never reached "
-                    f"device {dev}"
+                    f"stage {self.stages[sid]['file']} needs value {exc.args[0]!r}, which "
+                    f"never reached device {dev}"
                 ) from None
-            t1 = time.perf_counter()
-            outs = self.sessions[sid].run(s["outputs"], feed)
-            compute[dev] += time.perf_counter() - t1
-            store.update(zip(s["outputs"], outs, strict=True))
-            route += self._route(sid, stores, link, per_transfer)
+            t1 = clock()
+            outs = run(fetch, feed, None)
+            t2 = clock()
+            compute[dev] += t2 - t1
+            store.update(zip(fetch, outs, strict=True))
+            if then:
+                self._route(then, stores, link, per_transfer)
+                route += clock() - t2
         outputs = self._gather(stores)
         out_bytes = np.zeros(k, dtype=np.int64)
-        for p in self.manifest["outputs"]:
-            out_bytes[p["device"]] += stores[p["device"]][p["value"]].nbytes
-        stats = RunStats(link, per_transfer, compute, route, out_bytes)
+        for dev, value in self._output_values:
+            out_bytes[dev] += stores[dev][value].nbytes
+        stats = RunStats(
+            np.array(link, dtype=np.int64).reshape(k, k),
+            per_transfer,
+            np.array(compute),
+            route,
+            out_bytes,
+        )
         return outputs, stats
 
-    def _route(self, sid, stores, link, per_transfer) -> float:
-        t0 = time.perf_counter()
-        for i, src, dst, value, to_value, sel in self.after.get(sid, ()):
+    @staticmethod
+    def _route(transfers, stores, link, per_transfer) -> None:
+        """Copy (or view) each transfer's elements into the receiver's store and count the
+        bytes on its link."""
+        for i, src, dst, value, to_value, cell, sel in transfers:
             arr = stores[src][value]
             if sel is not None:
-                arr = arr[sel] if isinstance(sel, tuple) else arr.take(sel[0], sel[1])
+                arr = arr[sel] if type(sel) is tuple else _cut(arr, sel)
             stores[dst][to_value] = arr
-            link[src, dst] += arr.nbytes
-            per_transfer[i] += arr.nbytes
-        return time.perf_counter() - t0
+            n = arr.nbytes
+            link[cell] += n
+            per_transfer[i] += n
 
     def _gather(self, stores) -> dict[str, np.ndarray]:
-        pieces: dict[str, list[dict[str, Any]]] = {}
-        for p in self.manifest["outputs"]:
-            pieces.setdefault(p["tensor"], []).append(p)
         out = {}
-        for name, parts in pieces.items():
-            if len(parts) == 1 and parts[0]["_idx"] is None:
-                out[name] = stores[parts[0]["device"]][parts[0]["value"]]
+        for name, pieces, axis, inverse in self._outputs:
+            if axis is None:
+                dev, value = pieces[0]
+                out[name] = stores[dev][value]
                 continue
-            axis = parts[0]["axis"]
-            arrays = [stores[p["device"]][p["value"]] for p in parts]
-            idx = np.concatenate([p["_idx"] for p in parts])
-            cat = np.concatenate(arrays, axis=axis)
-            inverse = np.empty_like(idx)
-            inverse[idx] = np.arange(len(idx))
-            out[name] = np.take(cat, inverse, axis=axis)
+            cat = np.concatenate([stores[dev][value] for dev, value in pieces], axis=axis)
+            out[name] = cat if inverse is None else _cut(cat, inverse)
         return out

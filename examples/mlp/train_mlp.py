@@ -99,13 +99,39 @@ def train(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> MLPClassifier:
     return clf
 
 
+def flush_denormals(a: np.ndarray) -> np.ndarray:
+    """``a`` as float32 with its subnormal values set to zero.
+
+    Weight decay (``alpha``) shrinks the weights that get little or no gradient (into or
+    out of ReLU units that never fire on the training set, out of pixels that are 0 in
+    every image) geometrically towards zero: 2,602 of them end below
+    ``np.finfo(np.float32).tiny`` (1.2e-38). A subnormal operand takes a slow microcode
+    path on x86, which made onnxruntime about 40x slower on the whole model at batch 360.
+    Their share of any activation is below 1e-33, so flushing them changes no prediction.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        A weight or bias array.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 copy without subnormals.
+    """
+    out = np.array(a, dtype=np.float32)
+    out[np.abs(out) < np.finfo(np.float32).tiny] = 0.0
+    return out
+
+
 def to_onnx(clf: MLPClassifier) -> onnx.ModelProto:
     """Write the fitted MLP as an ONNX graph of MatMul + Add (+ Relu) layers.
 
     Parameters
     ----------
     clf : sklearn.neural_network.MLPClassifier
-        Fitted classifier with ReLU hidden layers and a softmax output.
+        Fitted classifier with ReLU hidden layers and a softmax output. Its subnormal
+        weights are written as zeros (:func:`flush_denormals`).
 
     Returns
     -------
@@ -121,8 +147,8 @@ def to_onnx(clf: MLPClassifier) -> onnx.ModelProto:
     for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True), start=1):
         fc, last = f"fc{i}", i == n_layers
         # sklearn stores W as [in, out], which is exactly MatMul's right operand.
-        inits.append(numpy_helper.from_array(np.asarray(w, np.float32), f"{fc}.weight"))
-        inits.append(numpy_helper.from_array(np.asarray(b, np.float32), f"{fc}.bias"))
+        inits.append(numpy_helper.from_array(flush_denormals(w), f"{fc}.weight"))
+        inits.append(numpy_helper.from_array(flush_denormals(b), f"{fc}.bias"))
         nodes.append(helper.make_node("MatMul", [prev, f"{fc}.weight"], [f"{fc}.mm"], f"{fc}"))
         out = "logits" if last else f"{fc}.out"
         nodes.append(helper.make_node("Add", [f"{fc}.mm", f"{fc}.bias"], [out], f"{fc}.add"))
