@@ -28,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, lobpcg
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners._base import Partitioner
@@ -40,23 +41,48 @@ __all__ = ["SpectralPartitioner", "spectral_partition", "spectral_embedding"]
 
 CLUSTERINGS = ("kmeans", "qr")
 EIGEN_SOLVERS = ("auto", "eigsh", "lobpcg")
-# Above this many vertices "auto" uses LOBPCG (block matvecs, loose tolerance).
-_LOBPCG_FROM = 200_000
+# "auto" uses LOBPCG from this many vertices or adjacency non-zeros. Below, ARPACK's
+# single-vector Lanczos at tol=1e-6 takes about a second; above, its few hundred sparse
+# products dominate (300 products, 31 s for the 40 M non-zeros of bench/partition_scale.py,
+# against 43 block products, 5-7 s, for LOBPCG).
+_LOBPCG_FROM_VERTICES = 200_000
+_LOBPCG_FROM_NNZ = 1_000_000
+# LOBPCG iterations at most. Eigenvalues with a gap converge well within this; inside a
+# cluster of eigenvalues (the bulk of a random-like layer) no eigenvector is determined
+# and further iterations only rotate the block inside the cluster. On the Graph Challenge
+# layers 40 iterations cut as well as ARPACK at tol=1e-6 (tests/partitioners/test_spectral.py).
+_LOBPCG_MAXITER = 40
+# Floor on LOBPCG's tolerance: its products are float32 (rounding 6e-8 per term, summed
+# over hundreds of neighbours), so much tighter asks could never be met.
+_LOBPCG_MIN_TOL = 1e-4
+# The dense work (solver bases, k-means) is on n x k blocks: BLAS / OpenMP threads cost more
+# in start-up and spin-waiting than they save, badly so on a shared machine (k-means of
+# bench/partition_scale.py: 0.28 s on one thread, 5 s on two with the cores busy). Sparse
+# products run on one thread in scipy anyway.
+_THREADS = 1
 
 
-def _doubly_stochastic(adj: sp.csr_array) -> LinearOperator:
-    """``C / max_rowsum + diag(1 - rowsum / max_rowsum)`` as an operator (no copy of ``C``)."""
+def _doubly_stochastic(adj: sp.csr_array, dtype=np.float64) -> LinearOperator:
+    """``C / max_rowsum + diag(1 - rowsum / max_rowsum)`` as an operator.
+
+    One application is one CSR product with ``C``: with a block of vectors (LOBPCG) a
+    single pass over the matrix serves every column. For another ``dtype`` than ``adj``'s
+    the values are copied once (indices shared); float32 streams fewer bytes per pass.
+    """
     rowsum = np.asarray(adj.sum(axis=1)).ravel()
     top = float(rowsum.max())
-    diag = 1.0 - rowsum / top
-    n = adj.shape[0]
+    diag = (1.0 - rowsum / top).astype(dtype)
+    mat = adj
+    if adj.dtype != dtype:
+        mat = sp.csr_array((adj.data.astype(dtype), adj.indices, adj.indptr), shape=adj.shape)
+    top = dtype(top)
 
     def matmat(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        d = diag if x.ndim == 1 else diag[:, None]
-        return (adj @ x) / top + d * x
+        # A float64 block would make scipy upcast the whole float32 matrix on every call.
+        x = np.asarray(x, dtype=dtype)
+        return (mat @ x) / top + (diag if x.ndim == 1 else diag[:, None]) * x
 
-    return LinearOperator((n, n), matvec=matmat, matmat=matmat, dtype=np.float64)
+    return LinearOperator(adj.shape, matvec=matmat, matmat=matmat, dtype=dtype)
 
 
 def spectral_embedding(
@@ -73,8 +99,10 @@ def spectral_embedding(
     seed : int
         Seeds the start vector (ARPACK) or block (LOBPCG).
     eigen_solver : {"auto", "eigsh", "lobpcg"}
-        ARPACK Lanczos (:func:`scipy.sparse.linalg.eigsh`) or LOBPCG; ``"auto"`` picks
-        LOBPCG above 200 000 vertices.
+        ARPACK Lanczos (:func:`scipy.sparse.linalg.eigsh`, float64) or LOBPCG
+        (:func:`scipy.sparse.linalg.lobpcg`: one float32 block product per iteration, at
+        most 40 iterations, tolerance at least 1e-4). ``"auto"`` picks LOBPCG from 200 000
+        vertices or 1 000 000 adjacency non-zeros.
     tol : float
         Eigen-solver tolerance (clusters need little precision).
 
@@ -88,26 +116,33 @@ def spectral_embedding(
     rng = np.random.default_rng(seed)
     if adj.nnz == 0:
         return np.zeros((n, k))
-    op = _doubly_stochastic(adj)
-    if eigen_solver == "auto":
-        eigen_solver = "lobpcg" if n >= _LOBPCG_FROM else "eigsh"
     if k + 1 >= n:  # ARPACK needs k < n - 1: small graphs take the dense route
-        dense = op @ np.eye(n)
+        dense = _doubly_stochastic(adj) @ np.eye(n)
         _, vecs = np.linalg.eigh((dense + dense.T) / 2)
         return vecs[:, ::-1][:, :k]
+    if eigen_solver == "auto":
+        big = n >= _LOBPCG_FROM_VERTICES or adj.nnz >= _LOBPCG_FROM_NNZ
+        eigen_solver = "lobpcg" if big else "eigsh"
     if eigen_solver == "eigsh":
         v0 = rng.uniform(0.5, 1.5, n)
         try:
-            _, vecs = eigsh(op, k=k, which="LA", v0=v0, tol=tol)
+            with threadpool_limits(limits=_THREADS):
+                _, vecs = eigsh(_doubly_stochastic(adj), k=k, which="LA", v0=v0, tol=tol)
             return vecs
         except ArpackNoConvergence:
             pass  # no gap to speak of: LOBPCG's best effort is as good an embedding
-    x0 = rng.standard_normal((n, k))
-    with warnings.catch_warnings():
+    x0 = rng.standard_normal((n, k)).astype(np.float32)
+    with warnings.catch_warnings(), threadpool_limits(limits=_THREADS):
         # LOBPCG warns when it stops short of tol; clusters need little precision.
         warnings.simplefilter("ignore", UserWarning)
-        _, vecs = lobpcg(op, x0, largest=True, tol=max(tol, 1e-5), maxiter=200)
-    return vecs
+        _, vecs = lobpcg(
+            _doubly_stochastic(adj, np.float32),
+            x0,
+            largest=True,
+            tol=max(tol, _LOBPCG_MIN_TOL),
+            maxiter=_LOBPCG_MAXITER,
+        )
+    return np.asarray(vecs, dtype=np.float64)
 
 
 def _cluster(x: np.ndarray, k: int, method: str, n_init: int, seed: int):
@@ -123,7 +158,7 @@ def _cluster(x: np.ndarray, k: int, method: str, n_init: int, seed: int):
         return np.arange(n, dtype=np.int64), cost
     if method == "kmeans":
         # k-means on normalised rows = Hespanha's cosine-distance k-means.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(limits=_THREADS):
             # Fewer distinct rows than k is fine: the balanced assignment fills devices.
             warnings.simplefilter("ignore", ConvergenceWarning)
             km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(xn)
@@ -254,11 +289,20 @@ def spectral_partition(
         sl = problem.layer_slice(g)
         clusters, cost = _cluster(x[sl], k, cluster, n_init, problem.seed)
         # Clusters of this group go to the devices their already-placed neighbours are on.
-        affinity = np.asarray(adj[sl] @ placed)
+        affinity = np.asarray(_rows(adj, sl) @ placed)
         dev = _match_devices(problem, clusters, g, affinity)
         labels[sl] = _assign(problem, g, cost, dev)
         placed[np.arange(sl.start, sl.stop), labels[sl]] = 1.0
     return place_unbalanced(problem, labels)
+
+
+def _rows(adj: sp.csr_array, sl: slice) -> sp.csr_array:
+    """Rows ``sl`` of ``adj`` sharing its arrays (``adj[sl]`` would copy them)."""
+    lo, hi = adj.indptr[sl.start], adj.indptr[sl.stop]
+    indptr = adj.indptr[sl.start : sl.stop + 1] - lo
+    return sp.csr_array(
+        (adj.data[lo:hi], adj.indices[lo:hi], indptr), shape=(sl.stop - sl.start, adj.shape[1])
+    )
 
 
 def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.ndarray:
