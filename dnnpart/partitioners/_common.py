@@ -11,7 +11,14 @@ import numpy as np
 
 from dnnpart.partitioners._problem import Problem
 
-__all__ = ["place_unbalanced", "is_balanced", "group_loads", "c_stdout_to_stderr"]
+__all__ = [
+    "place_unbalanced",
+    "place_free_sources",
+    "free_sources",
+    "is_balanced",
+    "group_loads",
+    "c_stdout_to_stderr",
+]
 
 
 def group_loads(problem: Problem, labels: np.ndarray, g: int) -> np.ndarray:
@@ -20,12 +27,72 @@ def group_loads(problem: Problem, labels: np.ndarray, g: int) -> np.ndarray:
     return np.bincount(labels[sl], weights=problem.vertex_weight[sl], minlength=problem.k)
 
 
-def is_balanced(problem: Problem, labels: np.ndarray) -> bool:
-    """True when every balanced group is within :meth:`Problem.capacities`."""
+def is_balanced(problem: Problem, labels: np.ndarray, *, tight: bool = False) -> bool:
+    """True when every balanced group is within :meth:`Problem.capacities`.
+
+    ``tight=True`` checks the tight capacities (``Problem.capacities(g, tight=True)``).
+    """
     for g in np.flatnonzero(problem.balanced):
-        if np.any(group_loads(problem, labels, g) > problem.capacities(g) + 1e-9):
+        if np.any(group_loads(problem, labels, g) > problem.capacities(g, tight=tight) + 1e-9):
             return False
     return True
+
+
+def _self_pins(problem: Problem) -> np.ndarray:
+    """Per net of :attr:`Problem.communication`, whether its source is also a pin."""
+    comm = problem.communication
+    if problem.nets is None:
+        return comm.pins.diagonal() != 0  # the synapses: net u is vertex u's output
+    m = comm.pins.shape[0]
+    return np.asarray(comm.pins[np.arange(m), comm.source]).ravel() != 0
+
+
+def free_sources(problem: Problem) -> np.ndarray:
+    """Mask of the vertices whose placement is free and costs nothing upstream.
+
+    A vertex that consumes no other vertex's output and weighs nothing for balance: the
+    model's input features (an unbalanced group; they arrive already split, as the plan
+    says) and neurons whose every input synapse was pruned (zero compute; their output is
+    a constant). Only the nets they send depend on where they go.
+    """
+    comm = problem.communication
+    pins = comm.pins
+    n = problem.num_vertices
+    cols = pins.indices if pins.data.all() else pins.indices[pins.data != 0]
+    # Nets read per vertex, less the nets it reads from itself.
+    reads = np.bincount(cols, minlength=n)
+    reads -= np.bincount(comm.source[_self_pins(problem)], minlength=n)
+    weightless = ~problem.balanced[problem.layer_of] | (problem.vertex_weight == 0)
+    return weightless & (reads <= 0)
+
+
+def place_free_sources(problem: Problem, labels: np.ndarray) -> np.ndarray:
+    """Move every free source (:func:`free_sources`) where its nets cost least.
+
+    A source on device ``d`` sends each of its nets to every other device holding a pin,
+    so the best ``d`` is the one holding pins of the largest weight of its nets (elements);
+    for a source with one net (a model input) that is any device of its consumers, and its
+    volume is the number of other devices holding a consumer. Ties: lowest device index.
+    Sources whose nets have no pin elsewhere stay where they are.
+    """
+    labels = np.array(labels, dtype=np.int64, copy=True)
+    free = free_sources(problem)
+    if not free.any():
+        return labels
+    comm = problem.communication
+    k = problem.k
+    nets = np.flatnonzero(free[comm.source])
+    rows = comm.pins[nets]
+    owner = np.repeat(np.arange(len(nets)), np.diff(rows.indptr))
+    keep = (rows.data != 0) & (rows.indices != comm.source[nets][owner])
+    cells = np.unique(owner[keep] * k + labels[rows.indices[keep]])  # (net, device) present
+    net_of, dev = cells // k, cells % k
+    src, where = np.unique(comm.source[nets][net_of], return_inverse=True)
+    pull = np.zeros((len(src), k))
+    np.add.at(pull, (where, dev), comm.elements[nets][net_of])
+    has = pull.sum(axis=1) > 0
+    labels[src[has]] = np.argmax(pull[has], axis=1)
+    return labels
 
 
 def place_unbalanced(problem: Problem, labels: np.ndarray) -> np.ndarray:

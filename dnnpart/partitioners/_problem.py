@@ -181,13 +181,25 @@ class Problem:
     def layer_slice(self, g: int) -> slice:
         return slice(int(self.layer_offsets[g]), int(self.layer_offsets[g + 1]))
 
-    def capacities(self, g: int) -> np.ndarray:
+    def capacities(self, g: int, tight: bool = False) -> np.ndarray:
         """Largest load each device may take in group ``g`` and still count as balanced.
 
         ``(1 + imbalance) * share``, but never less than ``share + heaviest vertex``: with
         indivisible vertices the exact share may be out of reach (the thesis asks for at
-        most ``ceil(n / k)`` neurons per device, which this allows).
+        most ``ceil(n / k)`` neurons per device, which this allows). This loose bound is
+        the contract every answer is checked against; any contiguous slicing meets it.
+
+        ``tight=True`` gives the least bound, at or above ``(1 + imbalance) * share`` and
+        never above the loose one, that an assignment of the group's weights is known to
+        meet (greedy packing, then an exact MILP on small groups; see
+        :mod:`dnnpart.partitioners._capacity`). It differs only where one vertex weighs
+        more than ``imbalance * share`` (small layers of uneven neurons), and is what
+        partitioners aim for to keep the scored per-layer imbalance near ``1 + imbalance``.
         """
+        if tight:
+            from dnnpart.partitioners._capacity import group_tight_capacities
+
+            return group_tight_capacities(self, g)
         w = self.vertex_weight[self.layer_slice(g)]
         total = float(w.sum())
         share = self.targets * total

@@ -5,19 +5,25 @@ Kernighan & Lin (1970) improve a bisection by swapping vertices; Fiduccia & Matt
 most once per pass, and the pass rolled back to its best prefix. This module runs the
 k-way form directly (a move goes to the device with the best gain), on either objective:
 
-- ``"volume"`` — what the network carries: each vertex's output is sent once to every
-  other device holding one of its consumers, i.e. the hypergraph connectivity-1 metric
-  with one net per producing vertex (the vertex and its consumers), weighted by the
-  activation's elements (Catalyurek & Aykanat 1999);
+- ``"volume"`` — what the network carries: each net of :attr:`Problem.communication`
+  (by default a vertex's output and the vertices consuming it) is sent once to every other
+  device holding a consumer, i.e. the hypergraph connectivity-1 metric weighted by the
+  net's elements (Catalyurek & Aykanat 1999), exactly what scoring counts;
 - ``"cut"`` — the weight of the edges of :attr:`Problem.adjacency` whose ends differ
   (the GraphDNN thesis' metric).
 
-Every move keeps each balanced group within :meth:`Problem.capacities`. When the best
-target is full, the vertex is *swapped* with the best partner of the same group on that
-device (a Kernighan-Lin swap), which keeps the balance of equal-weight vertices exactly.
-Gains of all vertices are computed vectorised (scipy.sparse) at the start of every pass;
-inside a pass the gain of a popped vertex is recomputed exactly from its nets (lazy heap),
-so a pass costs O(pins) numpy work plus a Python step per move.
+Every move keeps each balanced group within its *tight* capacities
+(``Problem.capacities(g, tight=True)``: ``(1 + imbalance) * share`` wherever the group's
+weights allow it; the loose contract bound lets a 10-neuron output layer reach 1.5 x its
+share). When the best target is full, the vertex is *swapped* with the best partner of the
+same group on that device (a Kernighan-Lin swap). Gains of all vertices are computed
+vectorised (scipy.sparse) at the start of every pass; inside a pass the gain of a popped
+vertex is recomputed exactly from its nets (lazy heap), so a pass costs O(pins) numpy work
+plus a Python step per move. Vertices whose placement only matters to their own net (the
+model's inputs: free, no producer) are left out of their net and put next to its
+consumers at the end, so moving the last consumer off a device shows its saving at once.
+On small problems the passes are wrapped in an iterated local search (random kicks within
+capacity, FM again, keep if no worse) under a fixed work budget.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import group_loads, is_balanced
+from dnnpart.partitioners._common import free_sources, is_balanced, place_free_sources
+from dnnpart.partitioners._kick import ILS_MAX_RESTARTS, ILS_PIN_BUDGET, kick
 from dnnpart.partitioners._problem import Problem
+from dnnpart.partitioners._rebalance import rebalance
 
 __all__ = ["kl_refine", "rebalance", "objective_value", "KLPartitioner", "OBJECTIVES"]
 
@@ -46,6 +54,7 @@ class _Cut:
     def __init__(self, problem: Problem, labels: np.ndarray, adj: sp.csr_array) -> None:
         self.k = problem.k
         self.adj = adj
+        self.incidence = adj
         self.labels = labels
 
     def all_gains(self) -> np.ndarray:
@@ -73,44 +82,64 @@ class _Cut:
 
 
 class _Nets:
-    """The hypergraph of :class:`_Volume`: net ``e`` = producer ``nets[e]`` + its consumers.
+    """The hypergraph of :class:`_Volume`: each net of :attr:`Problem.communication`, its
+    source vertex first, then the vertices that consume it.
 
     Built straight from the CSR arrays (scipy's ``setdiag`` and ``+`` on 10^7 entries cost
     seconds) and shared by every labelling of one problem.
     """
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, skip_free_sources: bool = False) -> None:
         n = problem.num_vertices
-        syn = problem.synapses
-        if not syn.has_canonical_format:  # duplicates would count a pin twice
-            syn = sp.csr_array(syn, copy=True)
-            syn.sum_duplicates()
+        comm = problem.communication
+        pins = comm.pins
+        if not pins.has_canonical_format:  # duplicates would count a pin twice
+            pins = sp.csr_array(pins, copy=True)
+            pins.sum_duplicates()
         itype = np.int32 if n < 2**31 - 1 else np.int64
-        counts = np.diff(syn.indptr)
-        consumers = syn.indices
-        if syn.diagonal().any() or not syn.data.all():  # a vertex never sends to itself
-            rows = np.repeat(np.arange(n, dtype=itype), counts)
-            keep = (syn.indices != rows) & (syn.data != 0)
-            consumers = syn.indices[keep]
-            counts = np.bincount(rows[keep], minlength=n)
+        m = pins.shape[0]
+        counts = np.diff(pins.indptr)
+        consumers = pins.indices
+        source = comm.source
+        # A vertex never sends to itself: drop a net's pin on its own source.
+        if problem.nets is None:
+            self_pins = pins.diagonal().any()  # the synapses: net u is vertex u's output
+        else:
+            self_pins = np.any(np.asarray(pins[np.arange(m), source]).ravel() != 0)
+        if self_pins or not pins.data.all():
+            rows = np.repeat(np.arange(m, dtype=itype), counts)
+            keep = (pins.indices != source[rows]) & (pins.data != 0)
+            consumers = pins.indices[keep]
+            counts = np.bincount(rows[keep], minlength=m)
         nets = np.flatnonzero(counts > 0)
-        sizes = counts[nets] + 1
+        producer = source[nets]
+        # own[e]: whether net e lists its source. A free source (a model input: no
+        # producer, no balance) with a single net, placed next to one of its consumers,
+        # costs exactly lambda(consumers) - 1 whatever else moves; leaving its pin out lets
+        # a move see that at once (else the input holds the net on its device until it
+        # moves itself). place_free_sources puts it there at the end.
+        own = np.ones(len(nets), dtype=bool)
+        if skip_free_sources:
+            single = np.bincount(producer, minlength=n) == 1
+            own = ~(free_sources(problem) & single)[producer]
+        sizes = counts[nets] + own
         indptr = np.concatenate([[0], np.cumsum(sizes)])
-        # Each net lists its producer first, then its consumers (rows ascend with nets).
+        # Each net lists its source first (if kept), then its consumers.
         entry_net = np.repeat(np.arange(len(nets), dtype=itype), counts[nets])
         indices = np.empty(indptr[-1], dtype=itype)
-        indices[indptr[:-1]] = nets
-        indices[np.arange(len(consumers)) + entry_net + 1] = consumers
-        self.weight = problem.activation_elements[nets].astype(np.float64)
+        indices[indptr[:-1][own]] = producer[own]
+        shift = np.cumsum(own, dtype=np.int64)  # source pins up to and including net e
+        indices[np.arange(len(consumers)) + shift[entry_net]] = consumers
+        self.weight = comm.elements[nets].astype(np.float64)
         self.pin_vertex = indices
         self.pin_net = np.repeat(np.arange(len(nets), dtype=itype), sizes)
-        pins = sp.csr_array((np.ones(len(indices)), indices, indptr), shape=(len(nets), n))
-        self.nets_of = sp.csr_array(pins.T)  # vertex x net
+        incidence = sp.csr_array((np.ones(len(indices)), indices, indptr), shape=(len(nets), n))
+        self.nets_of = sp.csr_array(incidence.T)  # vertex x net
         self.nets_of_row = np.repeat(np.arange(n, dtype=itype), np.diff(self.nets_of.indptr))
 
 
 class _Volume:
-    """Connectivity-1 of the nets {u} + consumers(u), weighted by u's activation elements.
+    """Connectivity-1 of the nets (source + consumers), weighted by their elements.
 
     ``phi[e, d]`` counts the pins of net ``e`` on device ``d``; moving ``v`` from ``a`` to
     ``b`` saves ``w_e`` on every net of ``v`` where it is the last pin on ``a`` and costs
@@ -122,7 +151,7 @@ class _Volume:
         self.labels = labels
         self.nets = nets = _Nets(problem) if nets is None else nets
         self.weight = nets.weight
-        self.nets_of = nets.nets_of
+        self.nets_of = self.incidence = nets.nets_of
         num = len(nets.weight)
         key = nets.pin_net.astype(np.int64) * k + labels[nets.pin_vertex]
         self.phi = np.bincount(key, minlength=num * k).reshape(num, k).astype(np.int32)
@@ -175,70 +204,17 @@ def objective_value(problem: Problem, labels, objective: str = "volume") -> floa
     return _make_objective(problem, labels.copy(), objective).value()
 
 
-# -- balance repair ---------------------------------------------------------------------
-def rebalance(problem: Problem, labels, adjacency: sp.csr_array | None = None) -> np.ndarray:
-    """Move vertices out of overloaded devices until every balanced group fits.
-
-    A cheap repair for partitioners (METIS) whose answer may exceed
-    :meth:`Problem.capacities`: in each overloaded group, the vertices on overloaded
-    devices are ranked by the cut gain of their best move to a device with room, and moved
-    in that order (least cut increase first) while their device is still over capacity.
-    A move always exists: an overloaded device holds more than ``share + heaviest``, so
-    another device is below its share and has room for any vertex of the group.
-
-    ``adjacency`` may pass :attr:`Problem.adjacency` if the caller already built it.
-    Returns a new label array; groups already within capacities are left untouched.
-    """
-    labels = np.array(problem.validate(labels, "labels"), copy=True)
-    adj = adjacency
-    k = problem.k
-    for g in np.flatnonzero(problem.balanced):
-        sl = problem.layer_slice(g)
-        caps = problem.capacities(g)
-        w = problem.vertex_weight
-        while True:
-            loads = group_loads(problem, labels, g)
-            over = loads > caps + 1e-9
-            if not over.any():
-                break
-            if adj is None:
-                adj = problem.adjacency
-            idx = sl.start + np.flatnonzero(over[labels[sl]])
-            conn = adj[idx] @ np.eye(k)[labels]
-            gains = conn - conn[np.arange(len(idx)), labels[idx]][:, None]
-            room = caps - loads
-            fits = (w[idx][:, None] <= room[None, :] + 1e-9) & ~over[None, :]
-            gains[~fits] = _NEG
-            best = np.argmax(gains, axis=1)
-            best_gain = gains[np.arange(len(idx)), best]
-            moved = False
-            for i in np.argsort(-best_gain, kind="stable"):
-                v, b = idx[i], best[i]
-                a = labels[v]
-                if best_gain[i] == _NEG or loads[a] <= caps[a] + 1e-9:
-                    continue
-                if loads[b] + w[v] > caps[b] + 1e-9:
-                    continue
-                labels[v] = b
-                loads[a] -= w[v]
-                loads[b] += w[v]
-                moved = True
-            if not moved:  # pragma: no cover - impossible by the argument above
-                break
-    return labels
-
-
 # -- the FM pass ------------------------------------------------------------------------
 class _Balance:
     """Per-group loads and capacities; unbalanced groups have infinite capacity."""
 
-    def __init__(self, problem: Problem, labels: np.ndarray) -> None:
+    def __init__(self, problem: Problem, labels: np.ndarray, tight: bool = True) -> None:
         self.group = problem.layer_of
         self.weight = problem.vertex_weight
         k = problem.k
         self.caps = np.full((problem.num_layers, k), np.inf)
         for g in np.flatnonzero(problem.balanced):
-            self.caps[g] = problem.capacities(g) + 1e-9
+            self.caps[g] = problem.capacities(g, tight=tight) + 1e-9
         self.loads = np.zeros((problem.num_layers, k))
         np.add.at(self.loads, (self.group, labels), self.weight)
 
@@ -260,7 +236,9 @@ def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int) -> float:
     # Keys ignore capacity: a vertex whose best target is full may still swap into it.
     key = start_gains.max(axis=1)
     tie = rng.permutation(n)
-    heap = [(-key[v], tie[v], v) for v in np.flatnonzero(np.isfinite(key))]
+    # Vertices on no net (model inputs left out of the volume's nets) have nothing to gain.
+    movable = np.isfinite(key) & (np.diff(obj.incidence.indptr) > 0)
+    heap = [(-key[v], tie[v], v) for v in np.flatnonzero(movable)]
     heapq.heapify(heap)
     locked = np.zeros(n, dtype=bool)
     pushes = np.zeros(n, dtype=np.int32)
@@ -351,6 +329,8 @@ def kl_refine(
     patience: int | None = None,
     cut_first: bool = True,
     seed: int | None = None,
+    restarts: int | None = None,
+    tight: bool = True,
 ) -> np.ndarray:
     """Improve ``labels`` by k-way FM passes that keep every balanced group in capacity.
 
@@ -373,13 +353,27 @@ def kl_refine(
         With ``objective="volume"``, first run cut passes (a smoother surrogate), then
         volume passes; the cut phase is discarded if it raised the volume.
     seed : int, optional
-        Seed of the tie-breaking order; default ``problem.seed``.
+        Seed of the tie-breaking order and of the perturbations; default ``problem.seed``.
+    restarts : int, optional
+        Iterated local search (H. R. Lourenco, O. C. Martin, T. Stutzle, "Iterated local
+        search", Handbook of Metaheuristics, 2003): this many times, perturb the best
+        answer so far (a fraction of each group's vertices moved or swapped at random,
+        within capacity) and run the FM passes again, keeping the result if it is no worse.
+        Default: as many as a fixed work budget allows (restarts x pins of the volume's
+        hypergraph, or of the adjacency for the cut, within ``_kick.ILS_PIN_BUDGET``; at most
+        ``ILS_MAX_RESTARTS``), so a small model gets many and one of more than
+        ``ILS_PIN_BUDGET`` pins none. Deterministic for a seed.
+    tight : bool
+        Keep every balanced group within ``Problem.capacities(g, tight=True)`` (per-layer
+        imbalance at most ``1 + imbalance`` wherever the group's weights allow it), else
+        within the loose contract bound.
 
     Returns
     -------
     ndarray of int64, shape (n,)
         The refined assignment; its objective is never larger than the start's (after the
-        balance repair, if one was needed).
+        balance repair, if one was needed). With ``objective="volume"`` the model's inputs
+        (free sources) end on the device of one of their consumers.
 
     References
     ----------
@@ -396,35 +390,78 @@ def kl_refine(
         patience = max(300, n // 100)
     if isinstance(patience, bool) or not isinstance(patience, Integral) or patience < 0:
         raise UsageError(f"patience must be a non-negative integer, got {patience!r}")
+    if restarts is not None and (
+        isinstance(restarts, bool) or not isinstance(restarts, Integral) or restarts < 0
+    ):
+        raise UsageError(f"restarts must be a non-negative integer, got {restarts!r}")
     labels = problem.validate(labels, "labels").copy()
     if problem.k == 1 or max_passes == 0:
-        return labels if is_balanced(problem, labels) else rebalance(problem, labels)
+        if is_balanced(problem, labels, tight=tight):
+            return labels
+        return rebalance(problem, labels, tight=tight)
     rng = np.random.default_rng(problem.seed if seed is None else seed)
     adj = None
     if objective == "cut" or cut_first:
         adj = _float_adjacency(problem)
-    if not is_balanced(problem, labels):
-        labels = rebalance(problem, labels, adj)
-    bal = _Balance(problem, labels)
-    if objective == "volume" and cut_first:
-        # Volume gains are zero on plateaus where every net already spans every device
-        # (the vertical start on a butterfly network); the cut still has a slope there.
-        nets = _Nets(problem)
-        start_value = _Volume(problem, labels, nets).value()
-        before = labels.copy()
-        _passes(_Cut(problem, labels, adj), bal, problem, rng, max_passes, patience)
-        obj = _Volume(problem, labels, nets)
-        if obj.value() > start_value:  # never worse than the start
-            labels[:] = before
-            bal = _Balance(problem, labels)
-            obj = _Volume(problem, labels, nets)
-    else:
-        obj = _make_objective(problem, labels, objective, adj)
-    _passes(obj, bal, problem, rng, max_passes, patience)
-    out = obj.labels
-    if not is_balanced(problem, out):  # pragma: no cover - float drift safety net
-        out = rebalance(problem, out, adj)
-    return out
+    if not is_balanced(problem, labels, tight=tight):
+        labels = rebalance(problem, labels, adj, tight=tight)
+    run = _Descent(problem, objective, adj, tight, int(max_passes), int(patience), cut_first)
+    best, best_value = run(labels, rng)
+    if restarts is None:
+        restarts = min(ILS_MAX_RESTARTS, ILS_PIN_BUDGET // max(run.pins, 1))
+    run.cut_first = False  # restarts start near a volume optimum: no cut smoothing
+    for _ in range(int(restarts)):
+        cand, value = run(kick(problem, best, run.caps, rng), rng)
+        if value <= best_value + 1e-9:  # equal: move on along the plateau
+            best, best_value = cand, value
+    if objective == "volume":
+        best = place_free_sources(problem, best)
+    if not is_balanced(problem, best, tight=tight):  # pragma: no cover - float drift
+        best = rebalance(problem, best, adj, tight=tight)
+    return best
+
+
+class _Descent:
+    """One local search: (cut passes, then) objective passes from a start; reusable."""
+
+    def __init__(self, problem, objective, adj, tight, max_passes, patience, cut_first):
+        self.problem = problem
+        self.objective = objective
+        self.adj = adj
+        self.tight = tight
+        self.max_passes = max_passes
+        self.patience = patience
+        self.cut_first = cut_first and objective == "volume"
+        self.nets = _Nets(problem, skip_free_sources=True) if objective == "volume" else None
+        self.caps = _Balance(problem, np.zeros(problem.num_vertices, np.int64), tight).caps
+        if self.nets is not None:
+            self.pins = len(self.nets.pin_vertex)
+        else:
+            self.pins = adj.nnz
+
+    def _objective(self, labels):
+        if self.objective == "volume":
+            return _Volume(self.problem, labels, self.nets)
+        return _Cut(self.problem, labels, self.adj)
+
+    def __call__(self, labels: np.ndarray, rng) -> tuple[np.ndarray, float]:
+        problem = self.problem
+        labels = labels.copy()
+        bal = _Balance(problem, labels, self.tight)
+        if self.cut_first:
+            # Volume gains are zero on plateaus where every net already spans every device
+            # (the vertical start on a butterfly network); the cut still has a slope there.
+            start_value = self._objective(labels).value()
+            before = labels.copy()
+            _passes(
+                _Cut(problem, labels, self.adj), bal, problem, rng, self.max_passes, self.patience
+            )
+            if self._objective(labels).value() > start_value:  # never worse than the start
+                labels[:] = before
+                bal = _Balance(problem, labels, self.tight)
+        obj = self._objective(labels)
+        _passes(obj, bal, problem, rng, self.max_passes, self.patience)
+        return obj.labels, obj.value()
 
 
 def _passes(obj, bal, problem, rng, max_passes, patience) -> None:
@@ -441,7 +478,7 @@ class KLPartitioner(Partitioner):
     start : {"vertical", "metis"} or Partitioner
         Where refinement starts.
     objective : {"volume", "cut"}
-    max_passes, patience, cut_first :
+    max_passes, patience, cut_first, restarts :
         See :func:`kl_refine`.
     """
 
@@ -455,12 +492,14 @@ class KLPartitioner(Partitioner):
         max_passes: int = 10,
         patience: int | None = None,
         cut_first: bool = True,
+        restarts: int | None = None,
     ) -> None:
         self.start = start
         self.objective = objective
         self.max_passes = max_passes
         self.patience = patience
         self.cut_first = cut_first
+        self.restarts = restarts
 
     def _start(self) -> Partitioner:
         if isinstance(self.start, Partitioner):
@@ -485,4 +524,5 @@ class KLPartitioner(Partitioner):
             max_passes=self.max_passes,
             patience=self.patience,
             cut_first=self.cut_first,
+            restarts=self.restarts,
         )

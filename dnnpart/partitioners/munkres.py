@@ -7,23 +7,22 @@ Deep Models for Parallel Distributed Inference", arXiv:2008.08289 (2020); AAAI 2
 Munkres (Hungarian) algorithm, H. W. Kuhn (1955), J. Munkres (1957), the cost of a neuron
 on a worker being the traffic it causes with the neurons already placed.
 
-With ``k`` devices and ``n`` neurons the slot-expanded ``n x n`` Hungarian matrix is the
-textbook form; the same optimum is the ``n x k`` transportation problem
-``min sum c[j, d] x[j, d]`` subject to ``sum_d x[j, d] = 1`` and ``sum_j x[j, d] <= slots[d]``,
-whose constraint matrix is totally unimodular, so a simplex vertex is integral
-(F. L. Hitchcock, 1941). It is solved here with HiGHS through :func:`scipy.optimize.linprog`;
-:func:`scipy.optimize.linear_sum_assignment` on the slot-expanded matrix is kept as the
-reference.
+The assignment is solved by :func:`transport_assign` (:mod:`._assign`): the ``n x k``
+transportation LP (HiGHS) for equal weights, the generalised assignment for unequal ones
+(pruned layers), with :func:`scipy.optimize.linear_sum_assignment` on the slot-expanded
+matrix kept as the reference. Every layer is assigned within its tight capacities
+(``Problem.capacities(g, tight=True)``), so a small layer of uneven neurons stays within
+``1 + imbalance`` of its share wherever an assignment that does exists.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linear_sum_assignment, linprog
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from dnnpart.errors import ResourceLimitError, UsageError
+from dnnpart.errors import UsageError
+from dnnpart.partitioners._assign import SOLVERS, assign_or_none, transport_assign
 from dnnpart.partitioners._base import Partitioner
 from dnnpart.partitioners._common import place_unbalanced
 from dnnpart.partitioners._problem import Problem
@@ -31,130 +30,20 @@ from dnnpart.partitioners.vertical import contiguous_slices
 
 __all__ = ["MunkresPartitioner", "munkres_partition", "transport_assign"]
 
-SOLVERS = ("lp", "hungarian")
 COSTS = ("activations", "synapses")
 STARTS = ("grow", "rcm", "vertical")
-# The slot-expanded reference builds an n x (sum of slots) dense matrix.
-_HUNGARIAN_MAX_CELLS = 50_000_000
 
 
-def _uniform(w: np.ndarray) -> bool:
-    return bool(len(w) == 0 or np.all(w == w[0]))
+def _assign(problem: Problem, g: int, cost: np.ndarray, solver: str) -> np.ndarray:
+    """Least-cost assignment of group ``g`` within its tight capacities.
 
-
-def _hungarian(cost: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """Slot-expanded Munkres: device ``d`` repeated ``slots[d]`` times as columns."""
-    n = cost.shape[0]
-    cols = np.repeat(np.arange(cost.shape[1]), slots)
-    if n * len(cols) > _HUNGARIAN_MAX_CELLS:
-        raise ResourceLimitError(
-            f"slot-expanded Hungarian matrix of {n} x {len(cols)} is too large; use solver='lp'"
-        )
-    rows, picked = linear_sum_assignment(cost[:, cols])
-    labels = np.empty(n, dtype=np.int64)
-    labels[rows] = cols[picked]
-    return labels
-
-
-def _transport_lp(cost: np.ndarray, w: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Optimal ``x`` (m, k) of the transportation / assignment LP, by HiGHS dual simplex."""
-    m, k = cost.shape
-    idx = np.arange(m * k)
-    a_eq = sp.csr_array((np.ones(m * k), (np.repeat(np.arange(m), k), idx)), shape=(m, m * k))
-    a_ub = sp.csr_array((np.repeat(w, k), (np.tile(np.arange(k), m), idx)), shape=(k, m * k))
-    # Dual simplex returns a basic solution: integral for the transportation problem, and
-    # with at most k split rows when weights differ (generalised assignment LP).
-    res = linprog(
-        cost.ravel(),
-        A_ub=a_ub,
-        b_ub=cap,
-        A_eq=a_eq,
-        b_eq=np.ones(m),
-        bounds=(0, None),
-        method="highs-ds",
-    )
-    if res.status != 0:
-        raise RuntimeError(f"transportation LP failed: {res.message}")
-    return res.x.reshape(m, k)
-
-
-def transport_assign(
-    cost: np.ndarray, weight: np.ndarray, capacity: np.ndarray, *, solver: str = "lp"
-) -> np.ndarray:
-    """Assign each row to a device at least total cost, device loads within ``capacity``.
-
-    Parameters
-    ----------
-    cost : ndarray, shape (n, k)
-        Cost of putting vertex ``j`` on device ``d``.
-    weight : ndarray, shape (n,)
-        Load each vertex brings (non-negative). Zero-weight vertices take their cheapest
-        device.
-    capacity : ndarray, shape (k,)
-        Largest load allowed per device, e.g. :meth:`Problem.capacities`.
-    solver : {"lp", "hungarian"}
-        ``"lp"``: the ``n x k`` transportation LP (HiGHS). With equal weights capacities
-        become integer slot counts and the answer is optimal. With unequal weights (pruned
-        layers: MACs differ per neuron) the LP runs in weight units with capacity
-        ``capacity - max(weight)``; its basic solution splits at most ``k`` vertices, which
-        are then placed one per device by a small assignment, so every device stays within
-        ``capacity`` and the cost is at most the LP bound plus those few vertices.
-        ``"hungarian"``: slot-expanded :func:`scipy.optimize.linear_sum_assignment`, the
-        reference; equal weights only.
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
+    Falls back to the loose :meth:`Problem.capacities` only if no assignment within the
+    tight ones was found (HiGHS' node limit on a large uneven group).
     """
-    if solver not in SOLVERS:
-        raise UsageError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    cost = np.asarray(cost, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    capacity = np.asarray(capacity, dtype=np.float64)
-    if cost.ndim != 2 or weight.shape != cost.shape[:1] or capacity.shape != cost.shape[1:]:
-        raise UsageError(
-            f"shapes disagree: cost {cost.shape}, weight {weight.shape}, capacity {capacity.shape}"
-        )
-    if np.any(weight < 0) or not np.all(np.isfinite(cost)):
-        raise UsageError("weights must be non-negative and costs finite")
-    n, k = cost.shape
-    labels = np.argmin(cost, axis=1).astype(np.int64)  # zero-weight vertices: free
-    pos = np.flatnonzero(weight > 0)
-    if len(pos) == 0:
-        return labels
-    w = weight[pos]
-    c = cost[pos]
-    uniform = _uniform(w)
-    if uniform:
-        # Equal weights: capacity in whole slots; every vertex is one unit.
-        slots = np.floor(capacity / w[0] + 1e-9).astype(np.int64)
-        units, cap_lp, cap_round = np.ones(len(pos)), slots.astype(float), slots.astype(float)
-        if slots.sum() < len(pos):
-            raise UsageError("capacities hold fewer slots than vertices")
-    else:
-        if solver == "hungarian":
-            raise UsageError("the slot-expanded Hungarian reference needs equal vertex weights")
-        units, cap_round = w, capacity
-        cap_lp = np.maximum(capacity - w.max(), 0.0)
-        if cap_lp.sum() < w.sum() - 1e-9 * w.sum():
-            raise UsageError("capacities are smaller than the total weight")
-    if solver == "hungarian":
-        labels[pos] = _hungarian(c, slots)
-        return labels
-    x = _transport_lp(c, units, cap_lp)
-    whole = x.max(axis=1) >= 1 - 1e-6
-    sub = np.argmax(x, axis=1)
-    split = np.flatnonzero(~whole)
-    if len(split):
-        # Place the few split vertices into what room is left, one cheap assignment.
-        load = np.bincount(sub[whole], weights=units[whole], minlength=k)
-        room = cap_round - load
-        heaviest = units[split].max()
-        dev_slots = np.floor(np.maximum(room, 0) / heaviest + 1e-9).astype(np.int64)
-        if dev_slots.sum() < len(split):
-            raise RuntimeError("rounding the transportation LP ran out of room")
-        sub[split] = _hungarian(c[split], dev_slots)
-    labels[pos] = sub
+    w = problem.vertex_weight[problem.layer_slice(g)]
+    labels = assign_or_none(cost, w, problem.capacities(g, tight=True), solver=solver)
+    if labels is None:
+        labels = transport_assign(cost, w, problem.capacities(g), solver=solver)
     return labels
 
 
@@ -173,7 +62,7 @@ def _first_layout(problem: Problem, gr: _Graph, g: int, start: str) -> np.ndarra
     sl = problem.layer_slice(g)
     w = problem.vertex_weight[sl]
     if start == "vertical":
-        return contiguous_slices(w, problem.targets)
+        return _fit(problem, g, contiguous_slices(w, problem.targets), "lp")
     if start == "rcm":
         adj = problem.adjacency
         members = np.arange(sl.start, sl.stop)
@@ -185,7 +74,23 @@ def _first_layout(problem: Problem, gr: _Graph, g: int, start: str) -> np.ndarra
         order = _grow_order(gr.pattern_t[sl], gr.elems, w, problem.targets)
     labels = np.empty(len(order), dtype=np.int64)
     labels[order] = contiguous_slices(w[order], problem.targets)
-    return labels
+    return _fit(problem, g, labels, "lp")
+
+
+def _fit(problem: Problem, g: int, labels: np.ndarray, solver: str) -> np.ndarray:
+    """``labels`` of group ``g``, or the fewest changes that bring it within tight capacity.
+
+    Contiguous slices hold their share within one vertex on each side, which can exceed
+    the tight capacities of a small uneven group.
+    """
+    loads = np.bincount(
+        labels, weights=problem.vertex_weight[problem.layer_slice(g)], minlength=problem.k
+    )
+    if np.all(loads <= problem.capacities(g, tight=True) + 1e-9):
+        return labels
+    cost = np.ones((len(labels), problem.k))
+    cost[np.arange(len(labels)), labels] = 0.0
+    return _assign(problem, g, cost, solver)
 
 
 def _grow_order(inpat: sp.csr_array, elems: np.ndarray, w: np.ndarray, targets: np.ndarray):
@@ -320,7 +225,9 @@ def munkres_partition(
     Returns
     -------
     ndarray of int64, shape (n,)
-        Device per vertex; every balanced group within :meth:`Problem.capacities`.
+        Device per vertex; every balanced group within ``Problem.capacities(g,
+        tight=True)`` (the loose contract bound only where HiGHS found no assignment within
+        the tight one).
 
     Notes
     -----
@@ -370,7 +277,7 @@ def munkres_partition(
                 tie = contiguous_slices(w, problem.targets)
             c = gain.sum(axis=1, keepdims=True) - gain
             c[np.arange(len(tie)), tie] -= 0.5 / len(tie)
-            labels[sl] = transport_assign(c, w, problem.capacities(g), solver=solver)
+            labels[sl] = _assign(problem, g, c, solver)
         prev = sl
     labels[labels < 0] = 0
     labels = place_unbalanced(problem, labels)
@@ -406,7 +313,7 @@ def _refine_group(problem: Problem, gr: _Graph, labels: np.ndarray, g: int, solv
         c += gr.elems[sl, None] * (present.sum(axis=1, keepdims=True) - present)
     old = labels[sl].copy()
     c[np.arange(size), old] -= 0.5 / size
-    new = transport_assign(c, problem.vertex_weight[sl], problem.capacities(g), solver=solver)
+    new = _assign(problem, g, c, solver)
     if np.array_equal(new, old):
         return False
     if gr.cost == "activations":

@@ -310,7 +310,7 @@ def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.n
     sl = problem.layer_slice(g)
     dev_cost = np.empty_like(cost)
     dev_cost[:, dev] = cost
-    return transport_assign(dev_cost, problem.vertex_weight[sl], problem.capacities(g))
+    return transport_assign(dev_cost, problem.vertex_weight[sl], problem.capacities(g, tight=True))
 
 
 class SpectralPartitioner(Partitioner):

@@ -83,7 +83,7 @@ def feasible(problem: Problem, labels: np.ndarray, v: int, b: int) -> bool:
     if not problem.balanced[g]:
         return True
     loads = group_loads(problem, labels, g)
-    return loads[b] + problem.vertex_weight[v] <= problem.capacities(g)[b] + 1e-9
+    return loads[b] + problem.vertex_weight[v] <= problem.capacities(g, tight=True)[b] + 1e-9
 
 
 # -- tests ----------------------------------------------------------------------------------
@@ -169,8 +169,12 @@ def test_starts_and_parameters():
     p = layered_problem(random_layers(5, sizes=(10, 16, 16, 8)), 2)
     for start in ("vertical", "metis", VerticalPartitioner(), MetisPartitioner()):
         assert is_balanced(p, KLPartitioner(start=start).partition(p))
+    # No pass: the start comes back, repaired to the tight capacities if it exceeds them.
     start = vertical_partition(p)
-    np.testing.assert_array_equal(kl_refine(p, start, max_passes=0), start)
+    none = kl_refine(p, start, max_passes=0)
+    np.testing.assert_array_equal(none, rebalance(p, start, tight=True))
+    assert is_balanced(p, none, tight=True)
+    np.testing.assert_array_equal(kl_refine(p, none, max_passes=0), none)
     for bad in (
         KLPartitioner(start="spectral-ish"),
         KLPartitioner(objective="bytes"),
