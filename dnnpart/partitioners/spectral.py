@@ -9,9 +9,10 @@ i.e. cosine distance, as Hespanha's ``grPartition``, or his pivoted-QR variant).
 
 Hespanha's clusters have no size cap; the thesis asks for at most ``ceil(n / k)`` neurons
 per device. Here the clusters are only labels. Every balanced group (layer) is assigned to
-devices by a minimum-cost transportation problem (``munkres.transport_assign``) whose
+devices by a minimum-cost transportation problem (``_assign.transport_assign``) whose
 cost is the distance from a vertex's embedding row to each cluster centre and whose
-capacities are :meth:`Problem.capacities` (per-layer balance).
+capacities are :meth:`Problem.capacities` (per-layer balance; the tight ones where an
+assignment within them is found).
 Clusters become devices by a ``k x k`` assignment that gives large clusters to devices
 with large shares (heterogeneous targets) and, when each layer is clustered on its own
 (the default), each cluster to the device where its already-placed neighbours are.
@@ -31,10 +32,10 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from dnnpart.errors import UsageError
+from dnnpart.partitioners._assign import assign_or_none, transport_assign
 from dnnpart.partitioners._base import Partitioner
 from dnnpart.partitioners._common import place_unbalanced
 from dnnpart.partitioners._problem import Problem
-from dnnpart.partitioners.munkres import transport_assign
 from dnnpart.partitioners.vertical import contiguous_slices
 
 __all__ = ["SpectralPartitioner", "spectral_partition", "spectral_embedding"]
@@ -310,7 +311,11 @@ def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.n
     sl = problem.layer_slice(g)
     dev_cost = np.empty_like(cost)
     dev_cost[:, dev] = cost
-    return transport_assign(dev_cost, problem.vertex_weight[sl], problem.capacities(g, tight=True))
+    w = problem.vertex_weight[sl]
+    # the tight capacities keep the scored imbalance near 1 + imbalance; the loose contract
+    # bound only if HiGHS found no assignment within them (a large uneven group)
+    labels = assign_or_none(dev_cost, w, problem.capacities(g, tight=True))
+    return transport_assign(dev_cost, w, problem.capacities(g)) if labels is None else labels
 
 
 class SpectralPartitioner(Partitioner):
