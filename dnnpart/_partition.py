@@ -35,7 +35,9 @@ def partition(
 
     The partitioner's answer is validated, scored, and compared with the vertical
     baseline on the same problem. ``prune`` zeroes that fraction of the smallest weights
-    of each splittable layer first; ``refine`` runs Kernighan-Lin/FM after the method.
+    of each splittable layer first, then removes the neurons that pruning left without an
+    outgoing synapse (see :func:`dnnpart.compress.remove_dead_neurons`); ``refine`` runs
+    Kernighan-Lin/FM after the method.
     """
     profile = getattr(graph, "profile", None)
     if devices is None and profile is not None:
@@ -57,10 +59,11 @@ def partition(
         granularity = "layer" if profile is not None or "neuron" not in supported else "neuron"
     if granularity not in supported:
         raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
+    dead = None
     if prune:
-        from dnnpart.compress import magnitude_prune
+        from dnnpart.compress import magnitude_prune, remove_dead_neurons
 
-        graph = magnitude_prune(graph, prune)
+        graph, dead = remove_dead_neurons(magnitude_prune(graph, prune))
     problem = build_problem(
         graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
     )
@@ -95,11 +98,25 @@ def partition(
             "seed": seed,
             "imbalance": imbalance,
             "prune": prune,
+            # neurons pruning left without an outgoing synapse, their inputs removed too
+            # (export repeats this only for plans that record it)
+            **({"dead_neurons": dead.neurons} if dead is not None else {}),
             "refine": refine,
             "options": partitioner.get_params(),
         },
         model=graph.path,
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
-        messages=[str(m) for m in getattr(partitioner, "messages_", [])],
+        messages=[
+            *([_dead_message(prune, dead)] if dead is not None and dead.neurons else []),
+            *(str(m) for m in getattr(partitioner, "messages_", [])),
+        ],
+    )
+
+
+def _dead_message(prune: float, dead) -> str:
+    where = ", ".join(f"{n} in {name}" for name, n in dead.per_layer.items())
+    return (
+        f"pruning at {prune:g} left {dead.neurons} neurons with no outgoing synapse ({where}); "
+        f"their {dead.synapses} incoming synapses are removed (outputs unchanged)"
     )

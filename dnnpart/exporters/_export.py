@@ -79,7 +79,12 @@ def export(
         raise OutputConflictError(f"output folder exists: {out_dir} (use --force to replace it)")
     source, plan, split = build_split(model, plan)
     header = {
-        "model": {"path": source.path, "sha256": source.sha256, "prune": source.prune},
+        "model": {
+            "path": source.path,
+            "sha256": source.sha256,
+            "prune": source.prune,
+            **({"dead_neurons": source.dead_neurons} if source.dead_neurons is not None else {}),
+        },
         "plan": {
             "method": plan.method,
             "k": plan.k,

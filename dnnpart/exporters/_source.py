@@ -32,6 +32,7 @@ class Source:
     path: str | None
     sha256: str | None
     prune: float | None
+    dead_neurons: int | None = None  # neurons removed after pruning (None: pass not run)
 
     def value(self, name: str):
         try:
@@ -91,10 +92,14 @@ def prepare(model, plan: Plan) -> Source:
         )
     prune = (plan.parameters or {}).get("prune")
     overrides: dict[str, np.ndarray] = {}
+    dead_neurons = None
     if prune:
-        from dnnpart.compress import magnitude_prune
+        from dnnpart.compress import magnitude_prune, remove_dead_neurons
 
         pruned = magnitude_prune(graph, float(prune))
+        if "dead_neurons" in (plan.parameters or {}):  # plans made before the pass lack it
+            pruned, removed = remove_dead_neurons(pruned)
+            dead_neurons = removed.neurons
         for old, new in zip(graph.layers, pruned.layers, strict=True):
             if old.splittable and new.weights["weight"] is not old.weights["weight"]:
                 w = new.weights["weight"]
@@ -113,6 +118,7 @@ def prepare(model, plan: Plan) -> Source:
         path=os.path.abspath(graph.path) if graph.path else None,
         sha256=sha,
         prune=float(prune) if prune else None,
+        dead_neurons=dead_neurons,
     )
 
 

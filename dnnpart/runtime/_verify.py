@@ -297,3 +297,5 @@ class _PlanStub:
         model = manifest.get("model") or {}
         self.model_sha256 = model.get("sha256")
         self.parameters = {"prune": model.get("prune")}
+        if "dead_neurons" in model:
+            self.parameters["dead_neurons"] = model["dead_neurons"]
