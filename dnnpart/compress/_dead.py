@@ -135,16 +135,7 @@ def remove_dead_neurons(graph: LayerGraph) -> tuple[LayerGraph, DeadNeurons]:
     summary = DeadNeurons(per_layer, removed_synapses)
     if not removed_synapses:
         return graph, summary
-    new = LayerGraph(
-        layers,
-        graph.inputs,
-        graph.outputs,
-        weights=graph.weights,
-        warnings=graph.warnings,
-        model=graph.model,
-        path=graph.path,
-    )
-    return new, summary
+    return graph.with_layers(layers), summary
 
 
 def _zero_neurons(layer: Layer, dead: np.ndarray) -> tuple[Layer, int]:

@@ -37,12 +37,4 @@ def magnitude_prune(graph: LayerGraph, ratio: float) -> LayerGraph:
             flat[order[:drop]] = 0
         pruned = Weight(w.name, w.shape, w.dtype, w.bits, values.dtype, compute=lambda v=values: v)
         layers.append(dataclasses.replace(layer, weights={**layer.weights, "weight": pruned}))
-    return LayerGraph(
-        layers,
-        graph.inputs,
-        graph.outputs,
-        weights=graph.weights,
-        warnings=graph.warnings,
-        model=graph.model,
-        path=graph.path,
-    )
+    return graph.with_layers(layers)

@@ -74,6 +74,19 @@ class LayerGraph:
     def index(self, layer: Layer) -> int:
         return self._index[id(layer)]
 
+    def with_layers(self, layers: list[Layer]) -> LayerGraph:
+        """The same model (inputs, outputs, weights, file) with ``layers`` in place of its
+        own, e.g. layers whose weights a compression pass replaced."""
+        return LayerGraph(
+            layers,
+            self.inputs,
+            self.outputs,
+            weights=self.weights,
+            warnings=self.warnings,
+            model=self.model,
+            path=self.path,
+        )
+
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
