@@ -9,8 +9,8 @@ from dnnpart._plan import Plan, file_sha256
 from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
-from dnnpart.partitioners._from_graph import build_problem
 from dnnpart.plugins import get_registry
+from dnnpart.problem._build import build_problem
 from dnnpart.scoring import ratios, score
 
 __all__ = ["partition"]

@@ -77,7 +77,7 @@ import numpy as np
 
 from dnnpart.devices import DEFAULT_SPEED, Device, DeviceSet
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._problem import Problem
 
 __all__ = ["Scores", "score", "ratios"]
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dnnpart.partitioners._problem import GRANULARITIES, Problem
+from dnnpart.problem._problem import GRANULARITIES, Problem
 
 __all__ = ["check_partitioner", "conformance_problems"]
 

@@ -15,8 +15,8 @@ import dnnpart
 from dnnpart._plan import Plan
 from dnnpart.cli import main
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._from_graph import layer_problem, neuron_problem
 from dnnpart.plugins import get_registry
+from dnnpart.problem._build import layer_problem, neuron_problem
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = REPO / "examples" / "mlp" / "mlp.onnx"

@@ -1,6 +1,6 @@
 """Where every neuron of a neuron-level plan lives, tensor by tensor.
 
-This mirrors :func:`dnnpart.partitioners._from_graph.neuron_problem` (and is checked
+This mirrors :func:`dnnpart.problem._build.neuron_problem` (and is checked
 against the plan's group names and offsets, so that a change there cannot silently
 misplace neurons): the model's input features and the output neurons of splittable layers
 are vertices; a neuron-wise layer's output lives where its first input's neurons live; any

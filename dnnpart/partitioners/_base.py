@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._problem import Problem
 
 __all__ = ["Partitioner"]
 

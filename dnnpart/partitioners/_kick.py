@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnpart.partitioners._common import free_sources
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._helpers import free_sources
+from dnnpart.problem._problem import Problem
 
 __all__ = ["kick", "ILS_PIN_BUDGET", "ILS_MAX_RESTARTS", "ILS_STRENGTH"]
 

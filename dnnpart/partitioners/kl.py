@@ -36,10 +36,10 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import free_sources, is_balanced, place_free_sources
 from dnnpart.partitioners._kick import ILS_MAX_RESTARTS, ILS_PIN_BUDGET, kick
-from dnnpart.partitioners._problem import Problem
-from dnnpart.partitioners._rebalance import rebalance
+from dnnpart.problem._helpers import free_sources, is_balanced, place_free_sources
+from dnnpart.problem._problem import Problem
+from dnnpart.problem._rebalance import rebalance
 
 __all__ = ["kl_refine", "rebalance", "objective_value", "KLPartitioner", "OBJECTIVES"]
 

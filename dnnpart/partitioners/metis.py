@@ -30,9 +30,9 @@ import numpy as np
 
 from dnnpart.errors import DnnpartError, ResourceLimitError, UsageError
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import c_stdout_to_stderr
-from dnnpart.partitioners._problem import Problem
+from dnnpart.partitioners._stdio import c_stdout_to_stderr
 from dnnpart.partitioners.kl import rebalance
+from dnnpart.problem._problem import Problem
 
 __all__ = ["metis_partition", "MetisPartitioner", "METIS_OBJECTIVES"]
 

@@ -22,11 +22,11 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._assign import SOLVERS, assign_or_none, transport_assign
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import place_unbalanced
-from dnnpart.partitioners._problem import Problem
 from dnnpart.partitioners.vertical import contiguous_slices
+from dnnpart.problem._assign import SOLVERS, assign_or_none, transport_assign
+from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._problem import Problem
 
 __all__ = ["MunkresPartitioner", "munkres_partition", "transport_assign"]
 

@@ -21,14 +21,14 @@ import numpy as np
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import place_unbalanced
 from dnnpart.partitioners._pipeline_dp import (
     heterogeneous_problem,
     pipeline_dp,
     refine,
     tarnawski_problem,
 )
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._problem import Problem
 
 __all__ = ["PipelinePartitioner", "pipeline_problem_of"]
 

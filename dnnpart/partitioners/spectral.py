@@ -32,11 +32,11 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._assign import assign_or_none, transport_assign
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import place_unbalanced
-from dnnpart.partitioners._problem import Problem
 from dnnpart.partitioners.vertical import contiguous_slices
+from dnnpart.problem._assign import assign_or_none, transport_assign
+from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._problem import Problem
 
 __all__ = ["SpectralPartitioner", "spectral_partition", "spectral_embedding"]
 

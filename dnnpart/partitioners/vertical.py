@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners._common import place_unbalanced
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._problem import Problem
 
 __all__ = ["vertical_partition", "VerticalPartitioner", "contiguous_slices"]
 

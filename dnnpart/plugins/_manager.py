@@ -296,7 +296,7 @@ def _load_entry_points(pm: pluggy.PluginManager, infos: dict, wanted: str | None
 
 def _check_class(cls: Any) -> str:
     """The partitioner's name, after checking the class offers what the host relies on."""
-    from dnnpart.partitioners._problem import GRANULARITIES
+    from dnnpart.problem._problem import GRANULARITIES
 
     name = getattr(cls, "name", "")
     if not isinstance(cls, type) or not callable(getattr(cls, "partition", None)):

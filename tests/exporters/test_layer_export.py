@@ -17,8 +17,8 @@ import pytest
 import dnnpart
 from dnnpart.exporters import export
 from dnnpart.exporters._staging import assign_stages
-from dnnpart.partitioners._from_graph import build_problem
 from dnnpart.plugins import get_registry
+from dnnpart.problem._build import build_problem
 from dnnpart.runtime import verify
 from dnnpart.scoring import score
 

@@ -14,8 +14,8 @@ import dnnpart
 from dnnpart.compress import magnitude_prune, remove_dead_neurons
 from dnnpart.errors import UnsupportedModelError
 from dnnpart.exporters import export
-from dnnpart.partitioners._from_graph import build_problem
 from dnnpart.plugins import get_registry
+from dnnpart.problem._build import build_problem
 from dnnpart.runtime import verify
 from dnnpart.scoring import score
 

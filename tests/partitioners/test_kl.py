@@ -10,7 +10,6 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
-from dnnpart.partitioners._common import group_loads, is_balanced
 from dnnpart.partitioners.kl import KLPartitioner, kl_refine, objective_value, rebalance
 from dnnpart.partitioners.metis import MetisPartitioner, metis_partition
 from dnnpart.partitioners.vertical import (
@@ -18,6 +17,7 @@ from dnnpart.partitioners.vertical import (
     contiguous_slices,
     vertical_partition,
 )
+from dnnpart.problem._helpers import group_loads, is_balanced
 from tests._problems import graph_challenge_problem, layered_problem
 
 

@@ -8,9 +8,9 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
-from dnnpart.partitioners._common import group_loads, is_balanced
 from dnnpart.partitioners.kl import rebalance
 from dnnpart.partitioners.metis import MetisPartitioner, metis_partition
+from dnnpart.problem._helpers import group_loads, is_balanced
 from tests._problems import graph_challenge_problem, layered_problem
 
 

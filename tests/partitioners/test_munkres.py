@@ -10,8 +10,8 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
-from dnnpart.partitioners._common import group_loads, is_balanced
 from dnnpart.partitioners.munkres import MunkresPartitioner, munkres_partition, transport_assign
+from dnnpart.problem._helpers import group_loads, is_balanced
 from tests._problems import graph_challenge_problem, layered_problem
 
 

@@ -9,13 +9,13 @@ from scipy.linalg import subspace_angles
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem, spectral
-from dnnpart.partitioners._common import group_loads, is_balanced
 from dnnpart.partitioners.spectral import (
     SpectralPartitioner,
     _doubly_stochastic,
     spectral_embedding,
     spectral_partition,
 )
+from dnnpart.problem._helpers import group_loads, is_balanced
 from tests._problems import graph_challenge_problem, layered_problem
 
 

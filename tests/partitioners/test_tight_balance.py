@@ -13,20 +13,20 @@ import scipy.sparse as sp
 import dnnpart
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
-from dnnpart.partitioners._assign import transport_assign
-from dnnpart.partitioners._capacity import tight_capacities
-from dnnpart.partitioners._common import (
+from dnnpart.partitioners.kl import kl_refine, objective_value
+from dnnpart.partitioners.metis import metis_partition
+from dnnpart.partitioners.munkres import munkres_partition
+from dnnpart.partitioners.vertical import vertical_partition
+from dnnpart.problem._assign import transport_assign
+from dnnpart.problem._capacity import tight_capacities
+from dnnpart.problem._helpers import (
     free_sources,
     group_loads,
     is_balanced,
     place_free_sources,
 )
-from dnnpart.partitioners._problem import Nets
-from dnnpart.partitioners._rebalance import rebalance
-from dnnpart.partitioners.kl import kl_refine, objective_value
-from dnnpart.partitioners.metis import metis_partition
-from dnnpart.partitioners.munkres import munkres_partition
-from dnnpart.partitioners.vertical import vertical_partition
+from dnnpart.problem._problem import Nets
+from dnnpart.problem._rebalance import rebalance
 from tests._problems import layered_problem
 
 MLP = Path(__file__).resolve().parents[2] / "examples" / "mlp" / "mlp.onnx"

@@ -7,12 +7,12 @@ import pytest
 import scipy.sparse as sp
 
 from dnnpart.partitioners import Problem
-from dnnpart.partitioners._common import group_loads, is_balanced, place_unbalanced
 from dnnpart.partitioners.vertical import (
     VerticalPartitioner,
     contiguous_slices,
     vertical_partition,
 )
+from dnnpart.problem._helpers import group_loads, is_balanced, place_unbalanced
 from tests._problems import graph_challenge_problem, layered_problem
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from dnnpart import load
-from dnnpart.partitioners._from_graph import build_problem
+from dnnpart.problem._build import build_problem
 
 pytestmark = pytest.mark.slow  # pip installs and a dozen interpreter start-ups
 

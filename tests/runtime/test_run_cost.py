@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 import dnnpart
 from dnnpart.exporters import export
-from dnnpart.partitioners._from_graph import build_problem
+from dnnpart.problem._build import build_problem
 from dnnpart.runtime import verify
 from dnnpart.runtime._execute import _cut, _selection
 from dnnpart.scoring import score

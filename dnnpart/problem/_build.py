@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
 from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo
-from dnnpart.partitioners._problem import Nets, Problem
+from dnnpart.problem._problem import Nets, Problem
 
 __all__ = ["neuron_problem", "layer_problem", "build_problem"]
 

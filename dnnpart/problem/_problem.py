@@ -192,12 +192,12 @@ class Problem:
         ``tight=True`` gives the least bound, at or above ``(1 + imbalance) * share`` and
         never above the loose one, that an assignment of the group's weights is known to
         meet (greedy packing, then an exact MILP on small groups; see
-        :mod:`dnnpart.partitioners._capacity`). It differs only where one vertex weighs
+        :mod:`dnnpart.problem._capacity`). It differs only where one vertex weighs
         more than ``imbalance * share`` (small layers of uneven neurons), and is what
         partitioners aim for to keep the scored per-layer imbalance near ``1 + imbalance``.
         """
         if tight:
-            from dnnpart.partitioners._capacity import group_tight_capacities
+            from dnnpart.problem._capacity import group_tight_capacities
 
             return group_tight_capacities(self, g)
         w = self.vertex_weight[self.layer_slice(g)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from dnnpart.partitioners._assign import assign_or_none
-from dnnpart.partitioners._common import group_loads
-from dnnpart.partitioners._problem import Problem
+from dnnpart.problem._assign import assign_or_none
+from dnnpart.problem._helpers import group_loads
+from dnnpart.problem._problem import Problem
 
 __all__ = ["rebalance"]
 
@@ -86,7 +86,7 @@ def rebalance(
     ``share + heaviest``, so another device is below its share and has room for any vertex
     of the group. With ``tight=True`` (``Problem.capacities(g, tight=True)``) single moves
     can get stuck on uneven vertices; the group is then reassigned by the fewest moves
-    that fit (a generalised assignment, :func:`dnnpart.partitioners._assign.assign_or_none`)
+    that fit (a generalised assignment, :func:`dnnpart.problem._assign.assign_or_none`)
     and, failing that, repaired to the loose capacities.
 
     ``adjacency`` may pass :attr:`Problem.adjacency` if the caller already built it.
