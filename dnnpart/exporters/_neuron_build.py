@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from dnnpart.exporters._manifest import Piece
-from dnnpart.exporters._neuron_layout import Layout
 from dnnpart.exporters._source import Source
+from dnnpart.problem import PlacedLayout
 
 __all__ = ["Builder", "Unit"]
 
@@ -51,7 +51,7 @@ class _Names:
 
 
 class Builder:
-    def __init__(self, source: Source, layout: Layout):
+    def __init__(self, source: Source, layout: PlacedLayout):
         import onnx_ir as ir
 
         self.ir = ir

@@ -24,7 +24,6 @@ import numpy as np
 from dnnpart._plan import Plan
 from dnnpart.exporters._manifest import Piece, Split, Stage, Transfer
 from dnnpart.exporters._neuron_build import Builder
-from dnnpart.exporters._neuron_layout import FOLLOW, SPLIT, Layout, layout_of
 from dnnpart.exporters._neuron_units import (
     follow_layer,
     rows_for,
@@ -34,13 +33,16 @@ from dnnpart.exporters._neuron_units import (
 )
 from dnnpart.exporters._source import Source, canonical_initializers
 from dnnpart.exporters._staging import assign_stages
+from dnnpart.problem import FOLLOW, SPLIT, PlacedLayout, neuron_layout
 
 __all__ = ["export_neurons"]
 
 
 def export_neurons(source: Source, plan: Plan) -> Split:
     """Cut ``source`` by the plan's neuron placement (see the module docstring)."""
-    layout = layout_of(source.graph, plan)
+    numbering = neuron_layout(source.graph)
+    numbering.check_plan(plan.groups, plan.offsets)
+    layout = numbering.place(plan.labels, plan.k)
     b = Builder(source, layout)
     graph = source.graph
     syn: dict[int, Any] = {}  # synapse matrices, computed once
@@ -77,7 +79,7 @@ def export_neurons(source: Source, plan: Plan) -> Split:
     return _finish(b, plan)
 
 
-def _needs(layout: Layout, syn_cache: dict) -> dict[tuple[str, int], np.ndarray | None]:
+def _needs(layout: PlacedLayout, syn_cache: dict) -> dict[tuple[str, int], np.ndarray | None]:
     """(tensor, device) -> neurons that device reads of it (None: the whole tensor).
 
     Fills ``syn_cache`` (layer index -> synapse matrix) on the way.

@@ -13,8 +13,8 @@ import numpy as np
 
 from dnnpart.errors import UnsupportedModelError
 from dnnpart.exporters._neuron_build import Builder
-from dnnpart.exporters._neuron_layout import Space
 from dnnpart.graph import LayerKind
+from dnnpart.problem import Space
 
 __all__ = ["split_layer", "follow_layer", "whole_layer", "synapses", "rows_for"]
 

@@ -16,10 +16,26 @@ from dnnpart.problem._helpers import (
     place_free_sources,
     place_unbalanced,
 )
+from dnnpart.problem._layout import (
+    FOLLOW,
+    SPLIT,
+    WHOLE,
+    NeuronLayout,
+    PlacedLayout,
+    Space,
+    neuron_layout,
+)
 from dnnpart.problem._problem import Nets, Problem
 from dnnpart.problem._rebalance import rebalance
 
 __all__ = [
+    "FOLLOW",
+    "SPLIT",
+    "WHOLE",
+    "NeuronLayout",
+    "PlacedLayout",
+    "Space",
+    "neuron_layout",
     "Nets",
     "Problem",
     "assign_or_none",

@@ -17,13 +17,12 @@ pooled size, and a neuron read through two tensors (a residual) is two messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
-from dnnpart.graph import Layer, LayerGraph, LayerKind, TensorInfo
+from dnnpart.graph import Layer, LayerGraph, TensorInfo
+from dnnpart.problem._layout import FOLLOW, SPLIT, Space, elements, neuron_layout
 from dnnpart.problem._problem import Nets, Problem
 
 __all__ = ["neuron_problem", "layer_problem", "build_problem"]
@@ -38,29 +37,14 @@ def build_problem(graph: LayerGraph, granularity: str = "neuron", **kwargs) -> P
     raise UsageError(f"granularity must be 'neuron' or 'layer', got {granularity!r}")
 
 
-def _elements(t: TensorInfo) -> int:
-    n = t.num_elements
-    return int(n) if n is not None else 1
-
-
 def _bytes_per_element(t: TensorInfo) -> float:
     return (t.bits or 32) / 8
 
 
-@dataclass
-class _Space:
-    """Where the neurons of a tensor live: vertices ``offset .. offset + count``."""
-
-    offset: int
-    count: int
-    per_neuron: int  # elements of the tensor per neuron (H*W for a conv channel)
-    whole: bool  # a single vertex holding the whole tensor
-
-
 class _NeuronBuilder:
-    def __init__(self, graph: LayerGraph):
+    def __init__(self, graph: LayerGraph, spaces: dict[str, Space] | None = None):
         self.graph = graph
-        self.spaces: dict[str, _Space] = {}
+        self.spaces: dict[str, Space] = dict(spaces or {})
         self.offsets = [0]
         self.names: list[str] = []
         self.balanced: list[bool] = []
@@ -91,10 +75,10 @@ class _NeuronBuilder:
         if t is None:
             per, nbytes = space.per_neuron, space.per_neuron * 4
         elif space.whole:
-            per = _elements(t)
+            per = elements(t)
             nbytes = t.nbytes or per * 4
         else:
-            per = max(1, _elements(t) // count)
+            per = max(1, elements(t) // count)
             nbytes = per * _bytes_per_element(t)
         start = self.num_nets
         self.first_net[name] = start
@@ -121,7 +105,7 @@ class _NeuronBuilder:
         if name not in self.first_net:
             self.first_net[name] = self.num_nets
             self.num_nets += 1
-            size = _elements(t) if t is not None else 1
+            size = elements(t) if t is not None else 1
             nbytes = (t.nbytes or size * 4) if t is not None else 4
             self.net_parts.append(
                 (np.array([source]), np.array([size], float), np.array([nbytes], float))
@@ -148,33 +132,21 @@ class _NeuronBuilder:
         self.cols.append(np.asarray(dst, dtype=np.int64))
         self.vals.append(np.asarray(val, dtype=np.float64))
 
-    def neuron_axis_count(self, t: TensorInfo, consumer: Layer | None) -> int:
-        """Features of a model input: channels for a conv consumer, else the last dim."""
-        if t.shape is None or not t.shape:
-            return 1
-        if consumer is not None and consumer.kind == LayerKind.CONV and len(t.shape) > 1:
-            return int(t.shape[1] or 1)
-        return int(t.shape[-1] or 1)
-
     def add_input(self, t: TensorInfo) -> None:
-        consumers = self.graph.consumers.get(t.name, [])
-        first = self.graph.layers[consumers[0]] if consumers else None
-        count = max(1, self.neuron_axis_count(t, first))
-        per = max(1, _elements(t) // count)
-        off = self.group(
+        space = self.spaces[t.name]
+        self.group(
             f"input:{t.name}",
-            count,
+            space.count,
             balanced=False,
             weight=0.0,
-            elements=per,
-            nbytes=per * _bytes_per_element(t),
+            elements=space.per_neuron,
+            nbytes=space.per_neuron * _bytes_per_element(t),
             params=0,
         )
-        self.spaces[t.name] = _Space(off, count, per, False)
 
     def add_whole(self, layer: Layer) -> None:
-        out_elems = sum(_elements(t) for t in layer.outputs)
-        out_bytes = sum(t.nbytes or _elements(t) * 4 for t in layer.outputs)
+        out_elems = sum(elements(t) for t in layer.outputs)
+        out_bytes = sum(t.nbytes or elements(t) * 4 for t in layer.outputs)
         v = self.group(
             layer.name,
             1,
@@ -191,8 +163,6 @@ class _NeuronBuilder:
             srcs = np.arange(space.offset, space.offset + space.count)
             self.edges(srcs, np.full(len(srcs), v), np.full(len(srcs), float(space.per_neuron)))
             self.pins(name, np.arange(space.count), np.full(space.count, v))
-        for t in layer.outputs:
-            self.spaces[t.name] = _Space(v, 1, _elements(t), True)
 
     def add_splittable(self, layer: Layer) -> None:
         neurons = int(layer.neurons)
@@ -204,7 +174,7 @@ class _NeuronBuilder:
             syn = layer.synapse_matrix().tocoo()
             in_count = np.bincount(syn.col, weights=syn.data, minlength=neurons)
         out = layer.outputs[0]
-        per = max(1, _elements(out) // neurons)
+        per = max(1, elements(out) // neurons)
         macs = in_count * per
         off = self.group(
             layer.name,
@@ -245,31 +215,17 @@ class _NeuronBuilder:
                     c = m.tocoo()
                     self.edges(space.offset + c.row, off + c.col, c.data)
                     self.pins(src_name, c.row, off + c.col)
-        for t in layer.outputs:
-            self.spaces[t.name] = _Space(off, neurons, per, False)
 
-    def add_neuronwise(self, layer: Layer) -> bool:
-        """Let the output follow the first input's neurons; False if it cannot."""
+    def add_follow(self, layer: Layer) -> None:
+        """A neuron-wise layer follows its lead input: neuron ``c`` of every other input
+        is read where neuron ``c`` of the lead lives."""
         names = [t.name for t in layer.inputs if t.name in self.spaces]
-        spaces = [self.spaces[name] for name in names]
-        if not spaces or spaces[0].whole:
-            return False
-        lead = spaces[0]
-        for other in spaces[1:]:
-            if other.whole or other.count != lead.count:
-                return False
-        for name, other in zip(names[1:], spaces[1:], strict=True):
+        lead = self.spaces[names[0]]
+        for name in names[1:]:
+            other = self.spaces[name]
             if other.offset != lead.offset:
-                self.edges(
-                    other.offset + np.arange(other.count),
-                    lead.offset + np.arange(lead.count),
-                    np.ones(lead.count),
-                )
-            # neuron c of every other input is read where neuron c of the lead lives
-            self.pins(name, np.arange(lead.count), lead.offset + np.arange(lead.count))
-        for t in layer.outputs:
-            self.spaces[t.name] = _Space(lead.offset, lead.count, lead.per_neuron, False)
-        return True
+                self.edges(other.vertices, lead.vertices, np.ones(lead.count))
+            self.pins(name, np.arange(lead.count), lead.vertices)
 
 
 def neuron_problem(
@@ -281,16 +237,19 @@ def neuron_problem(
     seed: int = 0,
 ) -> Problem:
     """The neuron-level problem of ``graph`` (see the module docstring)."""
-    b = _NeuronBuilder(graph)
+    layout = neuron_layout(graph)
+    b = _NeuronBuilder(graph, layout.spaces)
     for t in graph.inputs:
         b.add_input(t)
-    for layer in graph.layers:
-        if layer.splittable and layer.inputs:
+    for layer, action in zip(graph.layers, layout.action, strict=True):
+        if action == SPLIT:
             b.add_splittable(layer)
-        elif layer.neuronwise and b.add_neuronwise(layer):
-            continue
+        elif action == FOLLOW:
+            b.add_follow(layer)
         else:
             b.add_whole(layer)
+    if tuple(b.offsets) != layout.offsets:  # pragma: no cover - one numbering, built twice
+        raise RuntimeError("neuron problem groups do not follow the neuron layout")
     return _finish(b, graph, k, targets, imbalance, seed, "neuron")
 
 
@@ -310,11 +269,11 @@ def layer_problem(
             1,
             balanced=False,
             weight=0.0,
-            elements=_elements(t),
-            nbytes=t.nbytes or _elements(t) * 4,
+            elements=elements(t),
+            nbytes=t.nbytes or elements(t) * 4,
             params=0,
         )
-        b.spaces[t.name] = _Space(off, 1, _elements(t), True)
+        b.spaces[t.name] = Space(off, 1, elements(t), True, None)
     first = b.offsets[-1]
     n_layers = len(graph.layers)
     profile = getattr(graph, "profile", None)
@@ -328,8 +287,8 @@ def layer_problem(
         [t for t in layer.outputs if t.name in graph.consumers or t.name in model_outputs]
         for layer in graph.layers
     ]
-    out_elems = [sum(_elements(t) for t in ts) for ts in sent]
-    out_bytes = [sum(t.nbytes or _elements(t) * 4 for t in ts) for ts in sent]
+    out_elems = [sum(elements(t) for t in ts) for ts in sent]
+    out_bytes = [sum(t.nbytes or elements(t) * 4 for t in ts) for ts in sent]
     b.group(
         "layers",
         n_layers,
