@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dnnpart._notes import collecting
 from dnnpart._plan import Plan, file_sha256
+from dnnpart.compress import apply_passes, prune_passes
 from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
 from dnnpart.plugins import get_registry
-from dnnpart.problem._build import build_problem
+from dnnpart.problem import Problem, build_problem
 from dnnpart.scoring import ratios, score
 
 __all__ = ["partition"]
@@ -33,56 +35,52 @@ def partition(
 ) -> Plan:
     """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
 
-    The partitioner's answer is validated, scored, and compared with the vertical
-    baseline on the same problem. ``prune`` zeroes that fraction of the smallest weights
-    of each splittable layer first, then removes the neurons that pruning left without an
-    outgoing synapse (see :func:`dnnpart.compress.remove_dead_neurons`); ``refine`` runs
-    Kernighan-Lin/FM after the method.
-    """
-    profile = getattr(graph, "profile", None)
-    if devices is None and profile is not None:
-        from dnnpart.importers._profiled import profile_devices
+    Parameters
+    ----------
+    graph : LayerGraph
+        The imported model (:func:`dnnpart.load`), or a profiled graph.
+    k : int, optional
+        Number of identical devices (or give ``devices``).
+    method : str
+        A partitioner's name (``dnnpart partitioners`` lists them).
+    devices : DeviceSet, optional
+        Devices with speeds, memory and links.
+    granularity : {"neuron", "layer"}, optional
+        Default: neurons where the model and the method allow it.
+    prune : float, optional
+        Zero that fraction of the smallest weights of each splittable layer, then remove
+        the neurons pruning left without an outgoing synapse (recorded in ``plan.passes``;
+        see :func:`dnnpart.compress.apply_passes`).
+    refine : bool
+        Run Kernighan-Lin/FM after the method.
+    imbalance : float
+        Balance tolerance (0.03: a device may take 3 % above its share of a layer).
+    seed : int
+        Seed of every random choice.
+    options : dict, optional
+        The partitioner's own parameters.
 
-        # the file's accelerators and CPU cores; -k K sets the number of accelerators
-        devices = profile_devices(profile, None if k is None else k)
-        k = None
-    if devices is None:
-        if k is None:
-            raise UsageError("give k or devices")
-        devices = DeviceSet.identical(k)
-    elif k is not None and k != devices.k:
-        raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
+    Returns
+    -------
+    Plan
+        The validated labels, their scores, the vertical baseline's scores on the same
+        problem, and the notes partitioner and passes made (``plan.messages``).
+    """
+    devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)
-    supported = getattr(cls, "granularities", ("neuron", "layer"))
-    if granularity is None:  # neurons where the model and the method allow it
-        granularity = "layer" if profile is not None or "neuron" not in supported else "neuron"
-    if granularity not in supported:
-        raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
-    dead = None
-    if prune:
-        from dnnpart.compress import magnitude_prune, remove_dead_neurons
-
-        graph, dead = remove_dead_neurons(magnitude_prune(graph, prune))
-    problem = build_problem(
-        graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
-    )
-    problem.devices = devices
-    options = dict(options or {})
-    own_refine = getattr(cls, "refines_itself", False)
-    if refine and own_refine:
-        options["refine"] = True
-    partitioner = cls(**options)
-    start = time.perf_counter()
-    labels = problem.validate(partitioner.partition(problem), who=f"partitioner {method!r}")
-    if refine and not own_refine:
-        from dnnpart.partitioners.kl import kl_refine
-
-        labels = problem.validate(kl_refine(problem, labels), who="kl refinement")
-    seconds = time.perf_counter() - start
+    granularity = _granularity(graph, cls, method, granularity)
+    with collecting() as notes:
+        graph, passes = apply_passes(graph, prune_passes(prune))
+        problem = build_problem(
+            graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
+        )
+        problem.devices = devices
+        partitioner, labels, seconds = _run(problem, cls, method, options, refine)
     scores = score(problem, labels, devices)
     base_labels = registry.get(BASELINE)().partition(problem)
     baseline = score(problem, problem.validate(base_labels, who=BASELINE), devices)
+    dead = next((p for p in passes if p["name"] == "remove_dead_neurons"), None)
     return Plan(
         method=method,
         k=devices.k,
@@ -98,25 +96,57 @@ def partition(
             "seed": seed,
             "imbalance": imbalance,
             "prune": prune,
-            # neurons pruning left without an outgoing synapse, their inputs removed too
-            # (export repeats this only for plans that record it)
-            **({"dead_neurons": dead.neurons} if dead is not None else {}),
+            # what the dead-neuron pass found (also in passes), for readers of old plans
+            **({"dead_neurons": dead["neurons"]} if dead is not None else {}),
             "refine": refine,
             "options": partitioner.get_params(),
         },
         model=graph.path,
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
-        messages=[
-            *([_dead_message(prune, dead)] if dead is not None and dead.neurons else []),
-            *(str(m) for m in getattr(partitioner, "messages_", [])),
-        ],
+        messages=[*notes, *(str(m) for m in getattr(partitioner, "messages_", []))],
+        passes=passes,
     )
 
 
-def _dead_message(prune: float, dead) -> str:
-    where = ", ".join(f"{n} in {name}" for name, n in dead.per_layer.items())
-    return (
-        f"pruning at {prune:g} left {dead.neurons} neurons with no outgoing synapse ({where}); "
-        f"their {dead.synapses} incoming synapses are removed (outputs unchanged)"
-    )
+def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> DeviceSet:
+    """The devices to partition for: given, ``k`` identical ones, or a profile's."""
+    profile = getattr(graph, "profile", None)
+    if devices is None and profile is not None:
+        from dnnpart.importers._profiled import profile_devices
+
+        # the file's accelerators and CPU cores; -k K sets the number of accelerators
+        return profile_devices(profile, None if k is None else k)
+    if devices is None:
+        if k is None:
+            raise UsageError("give k or devices")
+        return DeviceSet.identical(k)
+    if k is not None and k != devices.k:
+        raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
+    return devices
+
+
+def _granularity(graph: LayerGraph, cls, method: str, granularity: str | None) -> str:
+    supported = getattr(cls, "granularities", ("neuron", "layer"))
+    if granularity is None:  # neurons where the model and the method allow it
+        profiled = getattr(graph, "profile", None) is not None
+        granularity = "layer" if profiled or "neuron" not in supported else "neuron"
+    if granularity not in supported:
+        raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
+    return granularity
+
+
+def _run(problem: Problem, cls, method: str, options, refine: bool):
+    """Run the partitioner (and kl refinement); its validated labels and the seconds."""
+    options = dict(options or {})
+    own_refine = getattr(cls, "refines_itself", False)
+    if refine and own_refine:
+        options["refine"] = True
+    partitioner = cls(**options)
+    start = time.perf_counter()
+    labels = problem.validate(partitioner.partition(problem), who=f"partitioner {method!r}")
+    if refine and not own_refine:
+        from dnnpart.partitioners.kl import kl_refine
+
+        labels = problem.validate(kl_refine(problem, labels), who="kl refinement")
+    return partitioner, labels, time.perf_counter() - start

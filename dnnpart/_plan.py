@@ -48,7 +48,10 @@ class Plan:
     model: str | None = None
     model_sha256: str | None = None
     seconds: float | None = None
-    messages: list[str] = field(default_factory=list)  # what the partitioner reported
+    messages: list[str] = field(default_factory=list)  # notes from partitioner and passes
+    # the passes applied to the model before partitioning, in order (see
+    # dnnpart.compress.apply_passes); export, verify and run replay them
+    passes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class Plan:
             "model": self.model,
             "model_sha256": self.model_sha256,
             "parameters": self.parameters,
+            "passes": list(self.passes),
             "devices": self.devices,
             "scores": self.scores,
             "baseline": self.baseline,
@@ -110,6 +114,18 @@ class Plan:
                 model_sha256=d.get("model_sha256"),
                 seconds=d.get("seconds"),
                 messages=list(d.get("messages", [])),
+                passes=_passes_of(d),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidModelError(f"not a valid dnnpart plan: {path} ({exc})") from None
+
+
+def _passes_of(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plan's passes; plans written before passes were recorded name them in parameters."""
+    from dnnpart.compress import passes_from_parameters
+
+    if "passes" in d:
+        if not isinstance(d["passes"], list):
+            raise TypeError("passes must be a list")
+        return list(d["passes"])
+    return passes_from_parameters(d.get("parameters"))

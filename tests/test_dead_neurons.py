@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import models
@@ -12,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import dnnpart
+from dnnpart._plan import Plan
 from dnnpart.compress import remove_dead_neurons
 from dnnpart.exporters import export
 from dnnpart.runtime import verify
@@ -175,8 +177,14 @@ def test_pruned_plan_records_dead_neurons_and_drops_their_synapses(tmp_path, mon
 
     monkeypatch.setattr(compress, "remove_dead_neurons", lambda g: (g, compress.DeadNeurons({}, 0)))
     old = dnnpart.partition(graph, k=3, method="metis", prune=0.9)
-    old.parameters.pop("dead_neurons")
     monkeypatch.undo()
+    # written as then: no passes list, and parameters without "dead_neurons"
+    written = old.to_dict()
+    written.pop("passes")
+    written["parameters"].pop("dead_neurons")
+    (tmp_path / "old.json").write_text(json.dumps(written))
+    old = Plan.load(tmp_path / "old.json")
+    assert [p["name"] for p in old.passes] == ["magnitude_prune"]
     doc = export(MLP, old, tmp_path / "old")
     assert "dead_neurons" not in doc["model"]
     assert synapses_in(tmp_path / "old", doc) == before

@@ -32,6 +32,7 @@ __all__ = [
     "Split",
     "stage_file",
     "read_manifest",
+    "manifest_passes",
 ]
 
 MANIFEST = "manifest.json"
@@ -219,3 +220,16 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         _fail(folder, f"{MANIFEST}: missing or bad field ({exc})")
     return doc
+
+
+def manifest_passes(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model passes a split was exported with (manifests made before passes were
+    recorded name them as ``model.prune`` / ``model.dead_neurons``)."""
+    from dnnpart.compress import passes_from_parameters
+
+    model = manifest.get("model") or {}
+    if "passes" in model:
+        if not isinstance(model["passes"], list):
+            raise InvalidModelError("manifest: model.passes must be a list")
+        return list(model["passes"])
+    return passes_from_parameters(model)

@@ -1,4 +1,4 @@
-"""The model an export starts from: the imported graph after the plan's pruning, with the
+"""The model an export starts from: the imported graph after the plan's passes, with the
 types of every value (symbolic dimensions kept) and the constants it may write."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart._plan import Plan, file_sha256
+from dnnpart._plan import file_sha256
 from dnnpart.errors import InvalidModelError, UnsupportedModelError, UsageError
 from dnnpart.graph import LayerGraph
 
@@ -20,9 +20,10 @@ __all__ = ["Source", "prepare", "canonical_initializers", "stage_model"]
 class Source:
     """A loaded model ready to be cut.
 
-    ``graph`` is the LayerGraph after the plan's pruning; ``model`` its onnx-ir model with
-    shapes inferred in place; ``overrides`` the pruned weights (by value name) that
-    replace the model's own; ``path`` and ``sha256`` identify the file.
+    ``graph`` is the LayerGraph after the plan's passes; ``model`` its onnx-ir model with
+    shapes inferred in place; ``overrides`` the weights the passes changed (by value name)
+    that replace the model's own; ``path`` and ``sha256`` identify the file; ``passes``
+    are the records of the passes as replayed.
     """
 
     graph: LayerGraph
@@ -31,8 +32,17 @@ class Source:
     overrides: dict[str, np.ndarray]
     path: str | None
     sha256: str | None
-    prune: float | None
-    dead_neurons: int | None = None  # neurons removed after pruning (None: pass not run)
+    passes: list[dict[str, Any]]
+
+    @property
+    def prune(self) -> float | None:
+        return next((p["ratio"] for p in self.passes if p["name"] == "magnitude_prune"), None)
+
+    @property
+    def dead_neurons(self) -> int | None:
+        """Neurons removed after pruning (None: that pass was not run)."""
+        dead = (p["neurons"] for p in self.passes if p["name"] == "remove_dead_neurons")
+        return next(dead, None)
 
     def value(self, name: str):
         try:
@@ -74,37 +84,30 @@ class Source:
         return w.numpy()
 
 
-def prepare(model, plan: Plan) -> Source:
-    """Load ``model`` (a path, or a LayerGraph imported from the plan's model), check that it
-    is the model the plan was made for, apply the plan's pruning and infer value types."""
+def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> Source:
+    """Load ``model`` (a path, or a LayerGraph imported from it), check that its sha256 is
+    ``sha256`` (when given), replay ``passes`` and infer value types."""
     import onnx_ir.passes.common as common
 
+    from dnnpart.compress import apply_passes
     from dnnpart.importers import load
 
     graph = model if isinstance(model, LayerGraph) else load(os.fspath(model))
     if graph.model is None:
         raise UsageError("export needs an ONNX model (a profiled graph has no operators)")
     sha = file_sha256(graph.path) if graph.path and os.path.isfile(graph.path) else None
-    if plan.model_sha256 and sha and plan.model_sha256 != sha:
+    if sha256 and sha and sha256 != sha:
         raise UsageError(
-            f"the plan was made for another model (sha256 {plan.model_sha256[:12]}..., "
+            f"the plan was made for another model (sha256 {sha256[:12]}..., "
             f"{graph.path} has {sha[:12]}...)"
         )
-    prune = (plan.parameters or {}).get("prune")
+    changed, records = apply_passes(graph, passes)
     overrides: dict[str, np.ndarray] = {}
-    dead_neurons = None
-    if prune:
-        from dnnpart.compress import magnitude_prune, remove_dead_neurons
-
-        pruned = magnitude_prune(graph, float(prune))
-        if "dead_neurons" in (plan.parameters or {}):  # plans made before the pass lack it
-            pruned, removed = remove_dead_neurons(pruned)
-            dead_neurons = removed.neurons
-        for old, new in zip(graph.layers, pruned.layers, strict=True):
-            if old.splittable and new.weights["weight"] is not old.weights["weight"]:
-                w = new.weights["weight"]
+    for old, new in zip(graph.layers, changed.layers, strict=True):
+        for key, w in new.weights.items():
+            if w is not old.weights.get(key):
                 overrides[w.name] = np.asarray(w.numpy())
-        graph = pruned
+    graph = changed
     # value types with symbolic dimensions kept (the importer's hints use 1 for them)
     common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(graph.model)
     import onnx_ir as ir
@@ -117,8 +120,7 @@ def prepare(model, plan: Plan) -> Source:
         overrides=overrides,
         path=os.path.abspath(graph.path) if graph.path else None,
         sha256=sha,
-        prune=float(prune) if prune else None,
-        dead_neurons=dead_neurons,
+        passes=records,
     )
 
 

@@ -197,6 +197,7 @@ def verify(
         ``problems`` says which.
     """
     from dnnpart._plan import file_sha256
+    from dnnpart.exporters._manifest import manifest_passes
     from dnnpart.exporters._source import prepare
 
     if samples < 1:
@@ -209,8 +210,7 @@ def verify(
     want = (m.get("model") or {}).get("sha256")
     if want and file_sha256(path) != want:
         raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
-    plan_stub = _PlanStub(m)
-    source = prepare(path, plan_stub)  # type: ignore[arg-type]
+    source = prepare(path, manifest_passes(m), want)
     specs = model_inputs(source.model)
     if inputs is None:
         rng = np.random.default_rng(seed)
@@ -287,15 +287,3 @@ def verify(
         output_bytes=(out_bytes // n).tolist(),
         problems=problems,
     )
-
-
-class _PlanStub:
-    """The parts of a Plan that :func:`~dnnpart.exporters._source.prepare` reads, from a
-    manifest (the reference is the original model after the same pruning)."""
-
-    def __init__(self, manifest: dict[str, Any]):
-        model = manifest.get("model") or {}
-        self.model_sha256 = model.get("sha256")
-        self.parameters = {"prune": model.get("prune")}
-        if "dead_neurons" in model:
-            self.parameters["dead_neurons"] = model["dead_neurons"]

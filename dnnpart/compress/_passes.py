@@ -1,0 +1,85 @@
+"""The passes a plan applies to the model before partitioning, recorded as data.
+
+A plan records every pass it ran on the imported model as a list of plain dicts
+(``{"name": "magnitude_prune", "ratio": 0.9}``, ``{"name": "remove_dead_neurons",
+"neurons": 60, "synapses": 513}``). Partition runs the list, export and verify (and later
+run) replay the same list through :func:`apply_passes`, so every command computes with the
+same model. What a pass found (counts) is recorded beside its parameters; a replay that
+finds something else is refused, since the model is then not the one the plan was made for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dnnpart._notes import note
+from dnnpart.errors import InvalidModelError, UsageError
+from dnnpart.graph import LayerGraph
+
+__all__ = ["PASS_NAMES", "apply_passes", "prune_passes", "passes_from_parameters"]
+
+PRUNE, DEAD = "magnitude_prune", "remove_dead_neurons"
+PASS_NAMES = (PRUNE, DEAD)
+
+
+def prune_passes(prune: float | None) -> list[dict[str, Any]]:
+    """The passes ``--prune R`` stands for: magnitude pruning, then dead-neuron removal."""
+    if not prune:
+        return []
+    return [{"name": PRUNE, "ratio": float(prune)}, {"name": DEAD}]
+
+
+def passes_from_parameters(parameters: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The passes of a plan or manifest written before passes were recorded.
+
+    Those recorded ``prune`` and, from the dead-neuron pass on, ``dead_neurons``; a plan
+    without ``dead_neurons`` was made without that pass and is replayed without it.
+    """
+    parameters = parameters or {}
+    passes = []
+    if parameters.get("prune"):
+        passes.append({"name": PRUNE, "ratio": float(parameters["prune"])})
+        if "dead_neurons" in parameters:
+            passes.append({"name": DEAD, "neurons": int(parameters["dead_neurons"])})
+    return passes
+
+
+def apply_passes(
+    graph: LayerGraph, passes: Iterable[dict[str, Any]]
+) -> tuple[LayerGraph, list[dict[str, Any]]]:
+    """Run ``passes`` on ``graph`` in order.
+
+    Returns the new graph and the records to store in a plan: each pass's parameters and
+    what it found. Where a pass's input record already holds a finding (a replay), the
+    finding must come out the same, else :class:`~dnnpart.errors.InvalidModelError`.
+    """
+    # looked up at call time: the module attributes are the one implementation
+    import dnnpart.compress as compress
+
+    records = []
+    ratio = None
+    for spec in passes:
+        if not isinstance(spec, dict) or spec.get("name") not in PASS_NAMES:
+            raise UsageError(f"unknown model pass {spec!r}; known: {', '.join(PASS_NAMES)}")
+        name = spec["name"]
+        if name == PRUNE:
+            ratio = float(spec["ratio"])
+            graph = compress.magnitude_prune(graph, ratio)
+            records.append({"name": PRUNE, "ratio": ratio})
+            continue
+        graph, dead = compress.remove_dead_neurons(graph)
+        if "neurons" in spec and int(spec["neurons"]) != dead.neurons:
+            raise InvalidModelError(
+                f"the plan's dead-neuron pass removed {spec['neurons']} neurons, here it "
+                f"removes {dead.neurons}: this is not the model the plan was made for"
+            )
+        records.append({"name": DEAD, "neurons": dead.neurons, "synapses": dead.synapses})
+        if dead.neurons and "neurons" not in spec:  # said when first run, not on replays
+            where = ", ".join(f"{n} in {layer}" for layer, n in dead.per_layer.items())
+            at = f" at {ratio:g}" if ratio is not None else ""
+            note(
+                f"pruning{at} left {dead.neurons} neurons with no outgoing synapse ({where}); "
+                f"their {dead.synapses} incoming synapses are removed (outputs unchanged)"
+            )
+    return graph, records
