@@ -160,7 +160,7 @@ def stage_model(graph, source: Source):
     """
     import onnx_ir as ir
 
-    from dnnpart import __version__
+    from dnnpart._version import __version__
 
     src = source.model
     return ir.Model(

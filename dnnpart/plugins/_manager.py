@@ -217,7 +217,7 @@ def _failed(info: PluginInfo, exc: BaseException, what: str) -> None:
 
 
 def _load(load_plugins: bool, wanted: str | None) -> Registry:
-    from dnnpart.partitioners import _builtin
+    from dnnpart.plugins import _builtin
 
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(DnnpartSpec)
