@@ -73,9 +73,14 @@ def partition(
     with collecting() as notes:
         graph, passes = apply_passes(graph, prune_passes(prune))
         problem = build_problem(
-            graph, granularity, k=devices.k, targets=devices.targets, imbalance=imbalance, seed=seed
+            graph,
+            granularity,
+            k=devices.k,
+            targets=devices.targets,
+            imbalance=imbalance,
+            seed=seed,
+            devices=devices,
         )
-        problem.devices = devices
         partitioner, labels, seconds = _run(problem, cls, method, options, refine)
     scores = score(problem, labels, devices)
     base_labels = registry.get(BASELINE)().partition(problem)

@@ -235,6 +235,7 @@ def neuron_problem(
     targets=None,
     imbalance: float = 0.03,
     seed: int = 0,
+    devices=None,
 ) -> Problem:
     """The neuron-level problem of ``graph`` (see the module docstring)."""
     layout = neuron_layout(graph)
@@ -250,7 +251,7 @@ def neuron_problem(
             b.add_whole(layer)
     if tuple(b.offsets) != layout.offsets:  # pragma: no cover - one numbering, built twice
         raise RuntimeError("neuron problem groups do not follow the neuron layout")
-    return _finish(b, graph, k, targets, imbalance, seed, "neuron")
+    return _finish(b, graph, k, targets, imbalance, seed, "neuron", devices=devices)
 
 
 def layer_problem(
@@ -260,6 +261,7 @@ def layer_problem(
     targets=None,
     imbalance: float = 0.03,
     seed: int = 0,
+    devices=None,
 ) -> Problem:
     """The layer-level problem of ``graph``: one vertex per layer (after the inputs)."""
     b = _NeuronBuilder(graph)
@@ -313,13 +315,13 @@ def layer_problem(
             val.append(float(t.nbytes or 4) if t is not None else 4.0)
             b.layer_pin(name, u, t, first + i)
     b.edges(src, dst, val)
-    problem = _finish(b, graph, k, targets, imbalance, seed, "layer")
-    if profile is not None:
-        problem.weight_unit = "seconds"
-    return problem
+    unit = "seconds" if profile is not None else "macs"
+    return _finish(b, graph, k, targets, imbalance, seed, "layer", devices=devices, unit=unit)
 
 
-def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) -> Problem:
+def _finish(
+    b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity, *, devices, unit="macs"
+) -> Problem:
     n = b.offsets[-1]
     if b.rows:
         rows, cols, vals = (np.concatenate(x) for x in (b.rows, b.cols, b.vals))
@@ -361,4 +363,6 @@ def _finish(b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity) 
         layer_names=tuple(b.names),
         graph=graph,
         nets=nets,
+        devices=devices,
+        weight_unit=unit,
     )

@@ -13,10 +13,13 @@ from dnnpart.errors import PartitionerAnswerError, UsageError
 
 __all__ = ["Problem", "Nets"]
 
+_set = object.__setattr__  # frozen dataclasses: __post_init__ normalises the fields
+
+
 GRANULARITIES = ("neuron", "layer")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class Problem:
     """A graph to cut into ``k`` parts, with the balance it must respect.
 
@@ -25,6 +28,11 @@ class Problem:
     weight of group ``g`` must be shared among devices according to ``targets`` (per-layer
     balance: devices compute a layer together, then exchange). At layer granularity there is
     a single group holding every vertex (whole-model balance).
+
+    A problem is built once and never changed: its fields cannot be rebound (a frozen
+    dataclass) and partitioners must not write into its arrays
+    (:func:`dnnpart.testing.check_partitioner` catches it), so the derived views
+    (:attr:`adjacency`, :attr:`communication`) are computed once and cached.
 
     Parameters
     ----------
@@ -93,20 +101,20 @@ class Problem:
         n = self.synapses.shape[0]
         if self.synapses.shape != (n, n):
             raise UsageError(f"synapses must be square, got shape {self.synapses.shape}")
-        self.synapses = sp.csr_array(self.synapses)
-        self.vertex_weight = np.asarray(self.vertex_weight, dtype=np.float64)
-        self.layer_offsets = np.asarray(self.layer_offsets, dtype=np.int64)
+        _set(self, "synapses", sp.csr_array(self.synapses))
+        _set(self, "vertex_weight", np.asarray(self.vertex_weight, dtype=np.float64))
+        _set(self, "layer_offsets", np.asarray(self.layer_offsets, dtype=np.int64))
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise UsageError(f"k must be a positive integer, got {self.k!r}")
-        self.k = int(self.k)
+        _set(self, "k", int(self.k))
         if self.k > max(n, 1):
             raise UsageError(f"k = {self.k} is larger than the number of vertices ({n})")
         if self.targets is None:
-            self.targets = np.full(self.k, 1.0 / self.k)
-        self.targets = np.asarray(self.targets, dtype=np.float64)
+            _set(self, "targets", np.full(self.k, 1.0 / self.k))
+        _set(self, "targets", np.asarray(self.targets, dtype=np.float64))
         if self.targets.shape != (self.k,) or np.any(self.targets <= 0):
             raise UsageError("targets must hold k positive shares")
-        self.targets = self.targets / self.targets.sum()
+        _set(self, "targets", self.targets / self.targets.sum())
         if not (self.imbalance >= 0):
             raise UsageError(f"imbalance must be >= 0, got {self.imbalance!r}")
         if self.granularity not in GRANULARITIES:
@@ -118,19 +126,19 @@ class Problem:
             raise UsageError("layer_offsets must rise from 0 to the number of vertices")
         num_layers = len(offs) - 1
         if self.balanced is None:
-            self.balanced = np.ones(num_layers, dtype=bool)
-        self.balanced = np.asarray(self.balanced, dtype=bool)
+            _set(self, "balanced", np.ones(num_layers, dtype=bool))
+        _set(self, "balanced", np.asarray(self.balanced, dtype=bool))
         if self.activation_elements is None:
-            self.activation_elements = np.ones(n, dtype=np.int64)
-        self.activation_elements = np.asarray(self.activation_elements, dtype=np.int64)
+            _set(self, "activation_elements", np.ones(n, dtype=np.int64))
+        _set(self, "activation_elements", np.asarray(self.activation_elements, dtype=np.int64))
         if self.activation_bytes is None:
-            self.activation_bytes = 4 * self.activation_elements
-        self.activation_bytes = np.asarray(self.activation_bytes, dtype=np.int64)
+            _set(self, "activation_bytes", 4 * self.activation_elements)
+        _set(self, "activation_bytes", np.asarray(self.activation_bytes, dtype=np.int64))
         if self.param_bytes is None:
-            self.param_bytes = np.zeros(n, dtype=np.int64)
-        self.param_bytes = np.asarray(self.param_bytes, dtype=np.int64)
+            _set(self, "param_bytes", np.zeros(n, dtype=np.int64))
+        _set(self, "param_bytes", np.asarray(self.param_bytes, dtype=np.int64))
         if not self.layer_names:
-            self.layer_names = tuple(f"layer{g}" for g in range(num_layers))
+            _set(self, "layer_names", tuple(f"layer{g}" for g in range(num_layers)))
         if self.nets is not None:
             self.nets.check(n)
 
@@ -231,7 +239,7 @@ class Problem:
         return arr
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class Nets:
     """Messages a partition may cause: which vertex sends what to whom.
 
@@ -258,10 +266,10 @@ class Nets:
     nbytes: np.ndarray
 
     def __post_init__(self) -> None:
-        self.pins = sp.csr_array(self.pins)
-        self.source = np.asarray(self.source, dtype=np.int64)
-        self.elements = np.asarray(self.elements, dtype=np.int64)
-        self.nbytes = np.asarray(self.nbytes, dtype=np.int64)
+        _set(self, "pins", sp.csr_array(self.pins))
+        _set(self, "source", np.asarray(self.source, dtype=np.int64))
+        _set(self, "elements", np.asarray(self.elements, dtype=np.int64))
+        _set(self, "nbytes", np.asarray(self.nbytes, dtype=np.int64))
 
     @property
     def num_nets(self) -> int:
