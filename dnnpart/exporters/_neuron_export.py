@@ -177,11 +177,22 @@ def _send(b: Builder, name: str, needs) -> None:
 
 def _finish(b: Builder, plan: Plan) -> Split:
     """Stages, transfers, inputs and outputs from the units built."""
-    ir = b.ir
-    units = b.units
-    n = len(units)
+    stage_of, order = assign_stages([unit.device for unit in b.units], _unit_deps(b))
+    transfers = _transfers(b, stage_of, order)
+    outputs = _outputs(b)
+    leaving = _leaving(b, stage_of)
+    out_names = {(p.device, p.value) for p in outputs}
+    members: dict[tuple[int, int], list[int]] = {}
+    for u in range(len(b.units)):
+        members.setdefault(stage_of[u], []).append(u)
+    stages = [_stage(b, key, members[key], leaving, out_names) for key in order]
+    return Split("neuron", plan.k, stages, order, transfers, b.inputs, outputs)
+
+
+def _unit_deps(b: Builder) -> list[list[int]]:
+    """Per unit, the units whose values it reads (directly or through a transfer)."""
     deps: list[list[int]] = []
-    for u, unit in enumerate(units):
+    for u, unit in enumerate(b.units):
         mine: set[int] = set()
         for v in unit.reads:
             p = b.producer.get(id(v))
@@ -190,7 +201,11 @@ def _finish(b: Builder, plan: Plan) -> Split:
             if p is not None and p != u:
                 mine.add(p)
         deps.append(sorted(mine))
-    stage_of, order = assign_stages([unit.device for unit in units], deps)
+    return deps
+
+
+def _transfers(b: Builder, stage_of, order) -> list[Transfer]:
+    """The manifest's transfers, in execution order (model inputs first)."""
     transfers = []
     for sender, piece, src, dst, name, idx in b.transfers:
         p = b.producer.get(id(sender))
@@ -212,6 +227,11 @@ def _finish(b: Builder, plan: Plan) -> Split:
         )
     rank = {key: i for i, key in enumerate(order)}
     transfers.sort(key=lambda t: (rank[t.after] if t.after else -1, t.src, t.dst))
+    return transfers
+
+
+def _outputs(b: Builder) -> list[Piece]:
+    """Where each model output leaves: the devices holding (slices of) it."""
     outputs: list[Piece] = []
     for t in b.graph.outputs:
         space = b.layout.spaces.get(t.name)
@@ -224,60 +244,60 @@ def _finish(b: Builder, plan: Plan) -> Split:
                 outputs.append(Piece(t.name, d, value.name))
             else:
                 outputs.append(Piece(t.name, d, value.name, space.axis, held.tolist()))
-    # which values leave each stage
-    stage_units: dict[tuple[int, int], list[int]] = {}
-    for u in range(n):
-        stage_units.setdefault(stage_of[u], []).append(u)
+    return outputs
+
+
+def _leaving(b: Builder, stage_of) -> set[int]:
+    """Ids of the values that leave the stage producing them (read elsewhere, or sent)."""
     leaving: dict[int, None] = {}
-    for u, unit in enumerate(units):
+    for u, unit in enumerate(b.units):
         for v in unit.reads:
             p = b.producer.get(id(v))
             if p is not None and stage_of[p] != stage_of[u]:
                 leaving[id(v)] = None
     for sender, *_ in b.transfers:
         leaving[id(sender)] = None
-    out_names = {(p.device, p.value) for p in outputs}
-    stages = []
-    for key in order:
-        members = stage_units[key]
-        produced: dict[int, Any] = {}
-        for u in members:
-            for node in units[u].nodes:
-                for v in node.outputs:
-                    produced[id(v)] = v
-        consts = {id(c): c for u in members for c in units[u].consts}
-        inputs: dict[int, Any] = {}
-        for u in members:
-            for v in units[u].reads:
-                if id(v) not in produced and id(v) not in consts:
-                    inputs[id(v)] = v
-        outs = [v for v in produced.values() if id(v) in leaving or (key[0], v.name) in out_names]
-        nodes = [node for u in members for node in units[u].nodes]
-        if not outs:  # dead work (e.g. neurons whose synapses were all pruned): still run
-            outs = [v for v in nodes[-1].outputs if v.name][:1]
-        view = ir.GraphView(
-            list(inputs.values()),
-            outs,
-            nodes=nodes,
-            initializers=sorted(consts.values(), key=lambda c: c.name),
-            opset_imports=dict(b.source.model.graph.opset_imports),
-            name=f"device{key[0]}_stage{key[1]}",
-        )
-        g = view.clone()
-        _drop_unused_initializers(g)
-        canonical_initializers(g, b.source)
-        stages.append(
-            Stage(
-                device=key[0],
-                index=key[1],
-                graph=g,
-                inputs=[v.name for v in inputs.values()],
-                outputs=[v.name for v in outs],
-                layers=list(dict.fromkeys(units[u].layer for u in members)),
-                macs=sum(units[u].macs for u in members),
-            )
-        )
-    return Split("neuron", plan.k, stages, order, transfers, b.inputs, outputs)
+    return set(leaving)
+
+
+def _stage(b: Builder, key, members: list[int], leaving: set[int], out_names) -> Stage:
+    """The sub-model of one (device, stage): its units' nodes, constants and boundary."""
+    units = b.units
+    produced: dict[int, Any] = {}
+    for u in members:
+        for node in units[u].nodes:
+            for v in node.outputs:
+                produced[id(v)] = v
+    consts = {id(c): c for u in members for c in units[u].consts}
+    inputs: dict[int, Any] = {}
+    for u in members:
+        for v in units[u].reads:
+            if id(v) not in produced and id(v) not in consts:
+                inputs[id(v)] = v
+    outs = [v for v in produced.values() if id(v) in leaving or (key[0], v.name) in out_names]
+    nodes = [node for u in members for node in units[u].nodes]
+    if not outs:  # dead work (e.g. neurons whose synapses were all pruned): still run
+        outs = [v for v in nodes[-1].outputs if v.name][:1]
+    view = b.ir.GraphView(
+        list(inputs.values()),
+        outs,
+        nodes=nodes,
+        initializers=sorted(consts.values(), key=lambda c: c.name),
+        opset_imports=dict(b.source.model.graph.opset_imports),
+        name=f"device{key[0]}_stage{key[1]}",
+    )
+    g = view.clone()
+    _drop_unused_initializers(g)
+    canonical_initializers(g, b.source)
+    return Stage(
+        device=key[0],
+        index=key[1],
+        graph=g,
+        inputs=[v.name for v in inputs.values()],
+        outputs=[v.name for v in outs],
+        layers=list(dict.fromkeys(units[u].layer for u in members)),
+        macs=sum(units[u].macs for u in members),
+    )
 
 
 def _drop_unused_initializers(g) -> None:
