@@ -41,6 +41,16 @@ LAYERS: dict[str, int] = {
 }
 
 
+# known violations being removed by the other half of issue 11 (the pipeline cost model
+# moves below scoring; kl and metis stop importing each other). A listed entry that no
+# longer occurs fails the test: delete it then.
+PENDING_LAYER = {
+    "dnnpart/scoring.py -> dnnpart.partitioners._pipeline_dp",
+    "dnnpart/scoring.py -> dnnpart.partitioners.pipeline",
+}
+PENDING_CYCLES = {frozenset({"dnnpart.partitioners.kl", "dnnpart.partitioners.metis"})}
+
+
 def _part(module: str) -> str:
     """``dnnpart.problem._build`` -> ``problem``."""
     parts = module.split(".")
@@ -74,29 +84,30 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _graph() -> nx.DiGraph:
-    g = nx.DiGraph()
-    for path in PACKAGE.rglob("*.py"):
+def _part_imports() -> list[tuple[str, str, str]]:
+    """(importing part, imported part, "file -> module") for every import across parts."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
         src = _part(_module_name(path))
-        g.add_node(src)
-        for mod in _imports(path):
+        for mod in sorted(_imports(path)):
             dst = _part(mod)
             if dst != src:
-                g.add_edge(src, dst, where=f"{path.relative_to(PACKAGE.parent)} -> {mod}")
-    return g
+                found.append((src, dst, f"{path.relative_to(PACKAGE.parent)} -> {mod}"))
+    return found
 
 
 def test_every_part_of_the_package_has_a_layer():
-    assert set(_graph().nodes) <= set(LAYERS), set(_graph().nodes) - set(LAYERS)
+    parts = {_part(_module_name(path)) for path in PACKAGE.rglob("*.py")}
+    assert parts <= set(LAYERS), parts - set(LAYERS)
 
 
 def test_imports_only_go_down_the_layers():
     wrong = [
-        data["where"]
-        for src, dst, data in _graph().edges(data=True)
-        if LAYERS.get(dst, 99) >= LAYERS.get(src, -1)
+        where for src, dst, where in _part_imports() if LAYERS.get(dst, 99) >= LAYERS.get(src, -1)
     ]
-    assert not wrong, "imports from a higher layer or a sibling:\n" + "\n".join(sorted(wrong))
+    assert not PENDING_LAYER - set(wrong), "fixed: remove from PENDING_LAYER"
+    wrong = [w for w in wrong if w not in PENDING_LAYER]
+    assert not wrong, "imports from a higher layer or a sibling:\n" + "\n".join(wrong)
 
 
 def test_no_import_cycle_between_modules():
@@ -111,5 +122,7 @@ def test_no_import_cycle_between_modules():
                 g.add_edge(src, mod)
     # a package's __init__ importing its modules, which import it back, is Python's way
     g.remove_nodes_from(packages)
-    cycles = list(nx.simple_cycles(g))
+    cycles = [frozenset(c) for c in nx.simple_cycles(g)]
+    assert not PENDING_CYCLES - set(cycles), "fixed: remove from PENDING_CYCLES"
+    cycles = [sorted(c) for c in cycles if c not in PENDING_CYCLES]
     assert not cycles, cycles[:5]
