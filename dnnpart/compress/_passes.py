@@ -17,10 +17,16 @@ from dnnpart._notes import note
 from dnnpart.errors import InvalidModelError, UsageError
 from dnnpart.graph import LayerGraph
 
-__all__ = ["PASS_NAMES", "apply_passes", "prune_passes", "passes_from_parameters"]
+__all__ = [
+    "PASS_NAMES",
+    "apply_passes",
+    "prune_passes",
+    "passes_from_parameters",
+    "share_passes",
+]
 
-PRUNE, DEAD = "magnitude_prune", "remove_dead_neurons"
-PASS_NAMES = (PRUNE, DEAD)
+PRUNE, DEAD, SHARE = "magnitude_prune", "remove_dead_neurons", "share_weights"
+PASS_NAMES = (PRUNE, DEAD, SHARE)
 
 
 def prune_passes(prune: float | None) -> list[dict[str, Any]]:
@@ -28,6 +34,13 @@ def prune_passes(prune: float | None) -> list[dict[str, Any]]:
     if not prune:
         return []
     return [{"name": PRUNE, "ratio": float(prune)}, {"name": DEAD}]
+
+
+def share_passes(bits: int | None, *, seed: int = 0) -> list[dict[str, Any]]:
+    """The pass ``--share-bits B`` stands for: k-means weight sharing per layer."""
+    if bits is None:
+        return []
+    return [{"name": SHARE, "bits": bits, "seed": int(seed)}]
 
 
 def passes_from_parameters(parameters: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -68,6 +81,10 @@ def apply_passes(
             graph = compress.magnitude_prune(graph, ratio)
             records.append({"name": PRUNE, "ratio": ratio})
             continue
+        if name == SHARE:
+            graph, record = _share(graph, spec)
+            records.append(record)
+            continue
         graph, dead = compress.remove_dead_neurons(graph)
         if "neurons" in spec and int(spec["neurons"]) != dead.neurons:
             raise InvalidModelError(
@@ -83,3 +100,20 @@ def apply_passes(
                 f"their {dead.synapses} incoming synapses are removed (outputs unchanged)"
             )
     return graph, records
+
+
+def _share(graph: LayerGraph, spec: dict[str, Any]) -> tuple[LayerGraph, dict[str, Any]]:
+    """Weight sharing; the record holds the content hash of the weights it computed, and
+    a replay must compute the very same weights."""
+    import dnnpart.compress as compress
+
+    seed = int(spec.get("seed", 0))
+    graph = compress.share_weights(graph, spec["bits"], seed=seed)
+    digest = compress.weights_digest(graph)
+    if "sha256" in spec and spec["sha256"] != digest:
+        raise InvalidModelError(
+            "weight sharing gives other weights than when the plan was made (content hash "
+            f"{digest[:12]}..., the plan has {str(spec['sha256'])[:12]}...): this is not "
+            "the model the plan was made for, or another scikit-learn computed them"
+        )
+    return graph, {"name": SHARE, "bits": spec["bits"], "seed": seed, "sha256": digest}
