@@ -93,6 +93,7 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     dnnpart partition model.onnx -k 4 -p metis -o plan.json   a scored split
     dnnpart export model.onnx plan.json -o split/             one ONNX file per device
     dnnpart verify split/                        the split computes what the model did
+    dnnpart compress model.onnx --prune 0.9 --share-bits 5 -o small.onnx   Deep Compression
     dnnpart partitioners | plugins               what is available
     """
     if no_plugins:
@@ -515,6 +516,97 @@ def leaderboard_cmd(
         )
 
 
+# -- compress (issue 14: Deep Compression, accuracy on the user's data) --------------------
+
+
+@main.command("compress")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--prune",
+    type=float,
+    required=True,
+    help="Fraction of each layer's weights zeroed by magnitude, in [0, 1).",
+)
+@click.option("--share-bits", type=int, help="k-means weight sharing: 2**B values per layer.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="An .npz with one array per model input and labels: accuracy before and after.",
+)
+@click.option("--labels", help="Label array of --data (default: y when present).")
+@click.option("--output", help="Model output whose top-1 is scored (default: the first).")
+@click.option("--index-bits", type=int, help="Sparse index bits (default: 8 conv, 5 dense).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The compressed ONNX file (refused if it exists, unless --force).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@handle_errors
+def compress_cmd(
+    model, prune, share_bits, data, labels, output, index_bits, seed, out, force, as_json
+):
+    """Deep Compression of MODEL: magnitude pruning, k-means weight sharing per layer, and
+    the Huffman-coded size of each layer; the accuracy before and after with --data.
+
+    Writes a valid ONNX model with the pruned (and shared) weights to OUT.
+    """
+    from dnnpart.runtime import compress_model
+
+    console = _stderr_console()
+    with console.status(f"compressing {model}", spinner="dots"):
+        report = compress_model(
+            model,
+            out,
+            prune=prune,
+            share_bits=share_bits,
+            data=data,
+            labels=labels,
+            output=output,
+            index_bits=index_bits,
+            seed=seed,
+            force=force,
+        )
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _print_compress(report)
+
+
+def _print_compress(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dnnpart._format import size
+
+    doc = report.to_dict()
+    out = Console()
+    table = Table(title=f"{report.model} -> {report.out}")
+    for col in ("layer", "weights", "kept", "bits", "index bits", "coded", "rate"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in doc["layers"] + [{**doc["total"], "layer": "total"}]:
+        table.add_row(
+            r["layer"],
+            str(r["weights"]),
+            f"{100 * r['kept_fraction']:.1f} %",
+            str(r.get("bits", "")),
+            str(r.get("index_bits", "")),
+            size(r["coded_bytes"]),
+            f"{100 * r['rate']:.1f} % ({1 / r['rate']:.0f}x)" if r["rate"] else "-",
+        )
+    out.print(table)
+    if report.accuracy is not None:
+        out.print(
+            f"accuracy {report.accuracy:.4f}, original model {report.reference_accuracy:.4f} "
+            f"({report.accuracy_of}, {report.samples} samples)",
+            highlight=False,
+        )
+
+
 # -- export and verify (issue 4: per-device sub-models, end-to-end check) -----------------
 
 
@@ -586,13 +678,20 @@ def export_cmd(model, plan, out_dir, force, as_json):
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @click.option("--atol", type=float, help="Absolute tolerance (default: rtol x max |ref|).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Original model.")
+@click.option(
+    "--labels",
+    help="Label array of the --inputs file (default: y when present); without labels, "
+    "accuracy is the agreement with the original model's top-1.",
+)
+@click.option("--output", help="Output whose top-1 is scored (default: the first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @handle_errors
-def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, as_json):
+def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, labels, output, as_json):
     """Run the split in FOLDER with onnxruntime and compare it with the whole model.
 
     Outputs must agree within RTOL and the bytes moved between devices must equal the
-    plan's volume_bytes; exit code 7 otherwise.
+    plan's volume_bytes; exit code 7 otherwise. With --inputs, also the top-1 accuracy of
+    the split and of the original model (before the plan's pruning).
     """
     from dnnpart.errors import VerificationError
     from dnnpart.runtime import verify
@@ -607,6 +706,8 @@ def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, as_json):
             rtol=rtol,
             atol=atol,
             model=model_path,
+            labels=labels,
+            output=output,
         )
     if as_json:
         _emit_json(report.to_dict())
@@ -640,6 +741,12 @@ def _print_verify(report) -> None:
         f"{report.reference_s * 1e3:.3f} ms",
         highlight=False,
     )
+    if report.accuracy is not None:
+        out.print(
+            f"accuracy {report.accuracy:.4f} (original model {report.reference_accuracy:.4f}; "
+            f"{report.accuracy_of})",
+            highlight=False,
+        )
     for p in report.problems:
         out.print(f"  {p}", highlight=False)
 

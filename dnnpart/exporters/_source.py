@@ -13,7 +13,7 @@ from dnnpart._plan import file_sha256
 from dnnpart.errors import InvalidModelError, UnsupportedModelError, UsageError
 from dnnpart.graph import LayerGraph
 
-__all__ = ["Source", "prepare", "canonical_initializers", "stage_model"]
+__all__ = ["Source", "prepare", "canonical_initializers", "stage_model", "whole_model"]
 
 
 @dataclass
@@ -170,3 +170,24 @@ def stage_model(graph, source: Source):
         producer_version=__version__,
         functions=list(src.functions.values()),
     )
+
+
+def whole_model(source: Source):
+    """The whole model after the plan's passes, as an onnx-ir model: extracted like a
+    stage (the changed weights and external data read through the source's checked
+    paths), with the model's own inputs and outputs."""
+    import onnx_ir as ir
+
+    graph = source.graph
+    g = ir.convenience.extract(
+        source.model.graph,
+        [t.name for t in graph.inputs] + sorted(source.overrides),
+        [t.name for t in graph.outputs],
+    )
+    for v in [v for v in g.inputs if v.name in source.overrides]:
+        g.inputs.remove(v)
+        v.const_value = ir.tensor(source.overrides[v.name], name=v.name)
+        if v.name not in g.initializers:
+            g.register_initializer(v)
+    canonical_initializers(g, source)
+    return stage_model(g, source)

@@ -21,7 +21,7 @@ from typing import Any
 
 from dnnpart.errors import OutputConflictError, UsageError
 
-__all__ = ["staged_folder", "write_json", "save_model", "json_bytes"]
+__all__ = ["staged_folder", "write_json", "save_model", "save_model_file", "json_bytes"]
 
 
 def json_bytes(doc: Any) -> bytes:
@@ -76,6 +76,42 @@ def save_model(model, path: str | os.PathLike, *, external_data: str | None = No
             f"exported sub-model {os.path.basename(path)} fails the ONNX checker: "
             f"{str(exc).splitlines()[0][:300]}"
         ) from exc
+
+
+def save_model_file(
+    model, path: str | os.PathLike, *, force: bool = False, external_bytes: int = 64 << 20
+) -> list[str]:
+    """Save an onnx-ir model as the single file ``path``, atomically.
+
+    The model is written and checked (:func:`save_model`) in a temporary folder beside
+    ``path``, then renamed into place; its weights go to ``<name>.data`` beside it when
+    they exceed ``external_bytes``. An existing ``path`` (or data file) is refused with
+    :class:`~dnnpart.errors.OutputConflictError` unless ``force``. Returns the files written.
+    """
+    out = Path(os.path.abspath(path))
+    data = out.name + ".data"
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
+    external = data if size > external_bytes else None
+    targets = [out] + ([out.parent / data] if external else [])
+    for t in targets:
+        if os.path.isdir(t) and not os.path.islink(t):
+            raise OutputConflictError(f"{t} is a folder")
+        if os.path.lexists(t) and not force:
+            raise OutputConflictError(f"output exists: {t} (use --force to replace it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the parent of {path}: {exc.strerror}") from None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        save_model(model, tmp / out.name, external_data=external)
+        for t in targets[::-1]:  # the data before the model that refers to it
+            os.chmod(tmp / t.name, 0o666 & ~_umask())
+            os.replace(tmp / t.name, t)
+        _fsync_dir(out.parent)
+    finally:
+        _remove(tmp)
+    return [os.fspath(t) for t in targets]
 
 
 @contextlib.contextmanager

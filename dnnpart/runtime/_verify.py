@@ -21,6 +21,14 @@ from typing import Any
 import numpy as np
 
 from dnnpart.errors import InvalidModelError, UsageError
+from dnnpart.runtime._accuracy import (
+    DEFAULT_LABELS,
+    accuracy,
+    accuracy_of,
+    load_data,
+    output_name,
+    top1,
+)
 from dnnpart.runtime._execute import Executor
 
 __all__ = ["verify", "VerifyReport", "model_inputs", "reference_session"]
@@ -42,6 +50,11 @@ class VerifyReport:
     route_s: float  # per sample
     output_bytes: list[int]  # per device, per sample (gathering outputs; not volume)
     problems: list[str] = field(default_factory=list)
+    # top-1 on the inputs file (None without one): of the split, and of the original
+    # model (before the plan's passes); on the labels, or else agreement with the original
+    accuracy: float | None = None
+    reference_accuracy: float | None = None
+    accuracy_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,69 +89,22 @@ def _random_sample(rng, dtype: np.dtype, dims) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndarray]]:
-    """Cut each input array into per-sample feeds (see :func:`verify`)."""
-    per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
-    count = None
-    for name, dtype, dims in specs:
-        if name not in arrays:
-            raise UsageError(f"the inputs file has no array {name!r}")
-        a = np.asarray(arrays[name])
-        if a.dtype != dtype:
-            if a.dtype.kind != np.dtype(dtype).kind:
-                raise UsageError(f"input {name!r} is {a.dtype}, the model wants {dtype}")
-            a = a.astype(dtype)
-        rank = len(dims) if dims is not None else a.ndim
-        if dims and (dims[0] is None or dims[0] == 1) and a.ndim == rank:
-            parts = [a[i : i + 1] for i in range(a.shape[0])]
-        elif a.ndim == rank + 1:
-            parts = [a[i] for i in range(a.shape[0])]
-        elif a.ndim == rank:
-            per_input[name] = a  # the same for every sample
-            continue
-        else:
-            raise UsageError(f"input {name!r} has shape {a.shape}; the model declares {dims}")
-        if count is not None and len(parts) != count:
-            raise UsageError(f"input {name!r} has {len(parts)} samples, another has {count}")
-        count = len(parts)
-        per_input[name] = parts
-    count = count or 1
-    return [
-        {n: (v[i] if isinstance(v, list) else v) for n, v in per_input.items()}
-        for i in range(count)
-    ]
-
-
 def reference_session(source, folder: str, *, threads: int | None = 1):
     """An onnxruntime session of the whole model after the plan's pruning.
 
     Built like a stage (onnx-ir extraction of the whole graph, pruned weights and external
     data read through the importer's checked paths) and saved in ``folder``.
     """
-    import onnx_ir as ir
     import onnxruntime as ort
 
-    from dnnpart.exporters._source import canonical_initializers, stage_model
+    from dnnpart.exporters._source import whole_model
     from dnnpart.exporters._write import save_model
     from dnnpart.runtime._execute import _session_options
 
-    graph = source.graph
-    g = ir.convenience.extract(
-        source.model.graph,
-        [t.name for t in graph.inputs] + sorted(source.overrides),
-        [t.name for t in graph.outputs],
-    )
-    for v in [v for v in g.inputs if v.name in source.overrides]:
-        g.inputs.remove(v)
-        v.const_value = ir.tensor(source.overrides[v.name], name=v.name)
-        if v.name not in g.initializers:
-            g.register_initializer(v)
-    canonical_initializers(g, source)
-    size = sum(v.const_value.nbytes for v in g.initializers.values())
+    model = whole_model(source)
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
     path = os.path.join(folder, "reference.onnx")
-    save_model(
-        stage_model(g, source), path, external_data="reference.data" if size > 64 << 20 else None
-    )
+    save_model(model, path, external_data="reference.data" if size > 64 << 20 else None)
     return ort.InferenceSession(path, _session_options(threads), providers=["CPUExecutionProvider"])
 
 
@@ -173,6 +139,8 @@ def verify(
     atol: float | None = None,
     model: str | os.PathLike | None = None,
     threads: int | None = 1,
+    labels: str | None = None,
+    output: str | None = None,
 ) -> VerifyReport:
     """Run the export in ``folder`` and compare it with the whole model.
 
@@ -189,6 +157,13 @@ def verify(
         integers and booleans).
     model : path-like, optional
         The original model, if it moved since the export (its sha256 must match).
+    labels : str, optional
+        The label array of the inputs file (default: ``y`` when there is one). With an
+        inputs file, the report gives top-1 ``accuracy`` of the split and
+        ``reference_accuracy`` of the original model (before the plan's passes) on the
+        labels; without labels, the split's agreement with the original model's top-1.
+    output : str, optional
+        The output accuracy is measured on (default: the model's first).
 
     Returns
     -------
@@ -212,26 +187,17 @@ def verify(
         raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
     source = prepare(path, manifest_passes(m), want)
     specs = model_inputs(source.model)
+    y = None
     if inputs is None:
+        if labels is not None:
+            raise UsageError("--labels needs --inputs (a data file with the labels)")
         rng = np.random.default_rng(seed)
         feeds = [
             {n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)
         ]
     else:
-        if isinstance(inputs, dict):
-            arrays = inputs
-        else:
-            try:
-                with np.load(os.fspath(inputs), allow_pickle=False) as data:
-                    arrays = {key: data[key] for key in data.files}
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot read inputs {inputs}: {exc}") from None
-        if len(specs) == 1 and specs[0][0] not in arrays:
-            # one input: the file's only array, or the conventional "x" (as in examples/)
-            only = next(iter(arrays.values())) if len(arrays) == 1 else arrays.get("x")
-            if only is not None:
-                arrays = {specs[0][0]: only}
-        feeds = _samples_from(arrays, specs)
+        data = load_data(inputs, specs, labels=labels)
+        feeds, y = data.feeds, data.labels
     planned = m.get("volume_bytes_planned")
     manifest_bytes = m.get("transfer_bytes")
     problems: list[str] = []
@@ -245,11 +211,17 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="dnnpart-verify-") as tmp:
         ref = reference_session(source, tmp, threads=threads)
         out_names = [o.name for o in ref.get_outputs()]
+        scored = output_name(out_names, output) if inputs is not None else None
+        split_top, ref_top = [], []
         for i, feed in enumerate(feeds):
             t0 = time.perf_counter()
             expected = dict(zip(out_names, ref.run(out_names, feed), strict=True))
             ref_s += time.perf_counter() - t0
             got, stats = executor.run(feed)
+            if scored is not None:
+                ref_top.append(top1(expected[scored]))
+                if scored in got:
+                    split_top.append(top1(np.asarray(got[scored])))
             for name in out_names:
                 if name not in got:
                     problems.append(f"output {name!r} is not produced by the split")
@@ -272,6 +244,20 @@ def verify(
             compute += stats.compute_s
             out_bytes += stats.output_bytes
             route += stats.route_s
+        if scored is not None and len(split_top) == len(feeds):
+            original = ref_top
+            if source.passes:  # the original model is the one before the passes
+                os.mkdir(os.path.join(tmp, "original"))
+                whole = reference_session(
+                    prepare(path, [], want), os.path.join(tmp, "original"), threads=threads
+                )
+                original = [top1(whole.run([scored], feed)[0]) for feed in feeds]
+            split_y, original_y = np.concatenate(split_top), np.concatenate(original)
+            truth = original_y if y is None else y
+            acc = (accuracy(split_y, truth), accuracy(original_y, truth))
+            acc_of = accuracy_of(None if y is None else labels or DEFAULT_LABELS)
+        else:
+            acc, acc_of = (None, None), None
     n = len(feeds)
     return VerifyReport(
         ok=not problems,
@@ -286,4 +272,7 @@ def verify(
         route_s=route / n,
         output_bytes=(out_bytes // n).tolist(),
         problems=problems,
+        accuracy=acc[0],
+        reference_accuracy=acc[1],
+        accuracy_of=acc_of,
     )

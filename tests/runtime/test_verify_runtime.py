@@ -15,7 +15,8 @@ from dnnpart.cli import main
 from dnnpart.errors import UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import Executor, verify
-from dnnpart.runtime._verify import _compare, _samples_from
+from dnnpart.runtime._accuracy import samples_from as _samples_from
+from dnnpart.runtime._verify import _compare
 
 pytest.importorskip("onnxruntime")
 
