@@ -9,6 +9,7 @@ from dnnpart.compress._passes import (
     share_passes,
 )
 from dnnpart.compress._prune import magnitude_prune
+from dnnpart.compress._refit import cross_device_keep, cross_prune_lsq, lsq_refit
 from dnnpart.compress._share import share_weights, weights_digest
 from dnnpart.compress._size import LayerSize, layer_size, size_table
 
@@ -16,9 +17,12 @@ __all__ = [
     "DeadNeurons",
     "LayerSize",
     "apply_passes",
+    "cross_device_keep",
+    "cross_prune_lsq",
     "huffman_bits",
     "huffman_lengths",
     "layer_size",
+    "lsq_refit",
     "magnitude_prune",
     "passes_from_parameters",
     "prune_passes",
