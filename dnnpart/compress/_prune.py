@@ -10,7 +10,22 @@ import numpy as np
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph, Weight
 
-__all__ = ["magnitude_prune"]
+__all__ = ["magnitude_prune", "map_weights"]
+
+
+def map_weights(graph: LayerGraph, change) -> LayerGraph:
+    """A new graph whose splittable layers' weights are ``change(copy of the weights)``
+    (which may edit the copy in place and return it); other layers are kept as they are."""
+    layers = []
+    for layer in graph.layers:
+        if not layer.splittable:
+            layers.append(layer)
+            continue
+        w = layer.weights["weight"]
+        values = change(np.array(w.numpy(), copy=True))
+        new = Weight(w.name, w.shape, w.dtype, w.bits, values.dtype, compute=lambda v=values: v)
+        layers.append(dataclasses.replace(layer, weights={**layer.weights, "weight": new}))
+    return graph.with_layers(layers)
 
 
 def magnitude_prune(graph: LayerGraph, ratio: float) -> LayerGraph:
@@ -23,18 +38,13 @@ def magnitude_prune(graph: LayerGraph, ratio: float) -> LayerGraph:
         raise UsageError(f"prune ratio must be in [0, 1), got {ratio!r}")
     if ratio == 0.0:
         return graph
-    layers = []
-    for layer in graph.layers:
-        if not layer.splittable:
-            layers.append(layer)
-            continue
-        w = layer.weights["weight"]
-        values = np.array(w.numpy(), copy=True)
+
+    def prune(values: np.ndarray) -> np.ndarray:
         flat = values.reshape(-1)
         drop = int(round(ratio * flat.size))
         if drop:
             order = np.argsort(np.abs(flat), kind="stable")
             flat[order[:drop]] = 0
-        pruned = Weight(w.name, w.shape, w.dtype, w.bits, values.dtype, compute=lambda v=values: v)
-        layers.append(dataclasses.replace(layer, weights={**layer.weights, "weight": pruned}))
-    return graph.with_layers(layers)
+        return values
+
+    return map_weights(graph, prune)

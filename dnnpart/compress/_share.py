@@ -5,13 +5,13 @@ centroid, so a weight is stored as a ``bits``-bit index into a small codebook.""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import numpy as np
 
+from dnnpart.compress._prune import map_weights
 from dnnpart.errors import UsageError
-from dnnpart.graph import LayerGraph, Weight
+from dnnpart.graph import LayerGraph
 
 __all__ = ["share_weights", "weights_digest"]
 
@@ -57,19 +57,14 @@ def share_weights(graph: LayerGraph, bits: int, *, seed: int = 0) -> LayerGraph:
     """
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise UsageError(f"--share-bits must be an integer from 1 to 16, got {bits!r}")
-    layers = []
-    for layer in graph.layers:
-        if not layer.splittable:
-            layers.append(layer)
-            continue
-        w = layer.weights["weight"]
-        values = np.array(w.numpy(), copy=True)
+
+    def share(values: np.ndarray) -> np.ndarray:
         keep = values != 0
         if keep.any():
             values[keep] = _cluster(values[keep], 1 << bits, seed)
-        shared = Weight(w.name, w.shape, w.dtype, w.bits, values.dtype, compute=lambda v=values: v)
-        layers.append(dataclasses.replace(layer, weights={**layer.weights, "weight": shared}))
-    return graph.with_layers(layers)
+        return values
+
+    return map_weights(graph, share)
 
 
 def weights_digest(graph: LayerGraph) -> str:

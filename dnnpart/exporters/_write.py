@@ -98,11 +98,7 @@ def save_model_file(
             raise OutputConflictError(f"{t} is a folder")
         if os.path.lexists(t) and not force:
             raise OutputConflictError(f"output exists: {t} (use --force to replace it)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the parent of {path}: {exc.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = _temporary_beside(out, path)
     try:
         save_model(model, tmp / out.name, external_data=external)
         for t in targets[::-1]:  # the data before the model that refers to it
@@ -135,11 +131,7 @@ def staged_folder(out_dir: str | os.PathLike, *, force: bool = False) -> Iterato
         raise UsageError(f"not a usable output folder: {out_dir}")
     if os.path.lexists(out) and not force:
         raise OutputConflictError(f"output folder exists: {out_dir} (use --force to replace it)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the parent of {out_dir}: {exc.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = _temporary_beside(out, out_dir)
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
@@ -159,6 +151,16 @@ def staged_folder(out_dir: str | os.PathLike, *, force: bool = False) -> Iterato
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _temporary_beside(out: Path, shown) -> Path:
+    """A new empty folder beside ``out`` (same filesystem: renames are atomic); the
+    parent is created if missing."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the parent of {shown}: {exc.strerror}") from None
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
 
 
 def _umask() -> int:
