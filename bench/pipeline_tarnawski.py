@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from dnnpart.importers._tarnawski import read_profiled_graph
-from dnnpart.partitioners._pipeline_dp import check_feasibility, pipeline_dp, refine
+from dnnpart.partitioners._pipeline_dp import pipeline_dp
+from dnnpart.partitioners._pipeline_refine import refine
+from dnnpart.problem import check_feasibility
 
 # optimum over contiguous splits from the paper's own DP (data README)
 PAPER = {

@@ -11,6 +11,7 @@ from dnnpart.compress import apply_passes, prune_passes
 from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
+from dnnpart.partitioners._base import instantiate
 from dnnpart.plugins import get_registry
 from dnnpart.problem import Problem, build_problem
 from dnnpart.scoring import ratios, score
@@ -109,14 +110,14 @@ def partition(
         model=graph.path,
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
-        messages=[*notes, *(str(m) for m in getattr(partitioner, "messages_", []))],
+        messages=notes,
         passes=passes,
     )
 
 
 def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> DeviceSet:
     """The devices to partition for: given, ``k`` identical ones, or a profile's."""
-    profile = getattr(graph, "profile", None)
+    profile = graph.profile
     if devices is None and profile is not None:
         from dnnpart.importers._profiled import profile_devices
 
@@ -134,7 +135,7 @@ def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> Dev
 def _granularity(graph: LayerGraph, cls, method: str, granularity: str | None) -> str:
     supported = getattr(cls, "granularities", ("neuron", "layer"))
     if granularity is None:  # neurons where the model and the method allow it
-        profiled = getattr(graph, "profile", None) is not None
+        profiled = graph.profile is not None
         granularity = "layer" if profiled or "neuron" not in supported else "neuron"
     if granularity not in supported:
         raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
@@ -147,7 +148,7 @@ def _run(problem: Problem, cls, method: str, options, refine: bool):
     own_refine = getattr(cls, "refines_itself", False)
     if refine and own_refine:
         options["refine"] = True
-    partitioner = cls(**options)
+    partitioner = instantiate(cls, options)
     start = time.perf_counter()
     labels = problem.validate(partitioner.partition(problem), who=f"partitioner {method!r}")
     if refine and not own_refine:

@@ -77,7 +77,9 @@ import numpy as np
 
 from dnnpart.devices import DEFAULT_SPEED, Device, DeviceSet
 from dnnpart.errors import UsageError
+from dnnpart.problem._pipeline import max_load
 from dnnpart.problem._problem import Problem
+from dnnpart.problem._profile import pipeline_problem_of
 
 __all__ = ["Scores", "score", "ratios"]
 
@@ -333,11 +335,8 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
 
 def _max_load(problem: Problem, labels: np.ndarray) -> float | None:
     """The paper's objective (Tarnawski et al. 2020) for profiled graphs, else None."""
-    if getattr(problem.graph, "profile", None) is None or problem.granularity != "layer":
+    if problem.profile is None or problem.granularity != "layer":
         return None
-    from dnnpart.partitioners._pipeline_dp import max_load
-    from dnnpart.partitioners.pipeline import pipeline_problem_of
-
     pp, sl, order = pipeline_problem_of(problem)
     assignment = np.empty(len(order), dtype=np.int64)
     assignment[order] = labels[sl]

@@ -29,13 +29,12 @@ capacity, FM again, keep if no worse) under a fixed work budget.
 from __future__ import annotations
 
 import heapq
-from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
 
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._base import Partitioner
+from dnnpart.partitioners._base import Boolean, Choice, Integer, Partitioner, with_params_of
 from dnnpart.partitioners._kick import ILS_MAX_RESTARTS, ILS_PIN_BUDGET, kick
 from dnnpart.problem._helpers import free_sources, is_balanced, place_free_sources
 from dnnpart.problem._problem import Problem
@@ -320,107 +319,6 @@ def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int) -> float:
     return best
 
 
-def kl_refine(
-    problem: Problem,
-    labels,
-    *,
-    objective: str = "volume",
-    max_passes: int = 10,
-    patience: int | None = None,
-    cut_first: bool = True,
-    seed: int | None = None,
-    restarts: int | None = None,
-    tight: bool = True,
-) -> np.ndarray:
-    """Improve ``labels`` by k-way FM passes that keep every balanced group in capacity.
-
-    Parameters
-    ----------
-    problem : Problem
-    labels : array_like of int, shape (n,)
-        Starting assignment (any partitioner's answer). If it exceeds the capacities of a
-        balanced group, :func:`rebalance` repairs it first.
-    objective : {"volume", "cut"}
-        What to minimise: communication volume (connectivity-1, what the network
-        carries) or edge cut.
-    max_passes : int
-        Upper bound on passes; passes also stop as soon as one brings no improvement.
-    patience : int, optional
-        A pass stops after this many moves without a new best prefix (FM's hill-climbing
-        budget). Default ``max(300, n // 100)``; on the Graph Challenge network larger
-        budgets cost time without finding better answers.
-    cut_first : bool
-        With ``objective="volume"``, first run cut passes (a smoother surrogate), then
-        volume passes; the cut phase is discarded if it raised the volume.
-    seed : int, optional
-        Seed of the tie-breaking order and of the perturbations; default ``problem.seed``.
-    restarts : int, optional
-        Iterated local search (H. R. Lourenco, O. C. Martin, T. Stutzle, "Iterated local
-        search", Handbook of Metaheuristics, 2003): this many times, perturb the best
-        answer so far (a fraction of each group's vertices moved or swapped at random,
-        within capacity) and run the FM passes again, keeping the result if it is no worse.
-        Default: as many as a fixed work budget allows (restarts x pins of the volume's
-        hypergraph, or of the adjacency for the cut, within ``_kick.ILS_PIN_BUDGET``; at most
-        ``ILS_MAX_RESTARTS``), so a small model gets many and one of more than
-        ``ILS_PIN_BUDGET`` pins none. Deterministic for a seed.
-    tight : bool
-        Keep every balanced group within ``Problem.capacities(g, tight=True)`` (per-layer
-        imbalance at most ``1 + imbalance`` wherever the group's weights allow it), else
-        within the loose contract bound.
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
-        The refined assignment; its objective is never larger than the start's (after the
-        balance repair, if one was needed). With ``objective="volume"`` the model's inputs
-        (free sources) end on the device of one of their consumers.
-
-    References
-    ----------
-    B. W. Kernighan, S. Lin, "An efficient heuristic procedure for partitioning graphs",
-    Bell System Technical Journal 49 (1970). C. M. Fiduccia, R. M. Mattheyses, "A
-    linear-time heuristic for improving network partitions", DAC 1982.
-    """
-    if objective not in OBJECTIVES:
-        raise UsageError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if isinstance(max_passes, bool) or not isinstance(max_passes, Integral) or max_passes < 0:
-        raise UsageError(f"max_passes must be a non-negative integer, got {max_passes!r}")
-    n = problem.num_vertices
-    if patience is None:
-        patience = max(300, n // 100)
-    if isinstance(patience, bool) or not isinstance(patience, Integral) or patience < 0:
-        raise UsageError(f"patience must be a non-negative integer, got {patience!r}")
-    if restarts is not None and (
-        isinstance(restarts, bool) or not isinstance(restarts, Integral) or restarts < 0
-    ):
-        raise UsageError(f"restarts must be a non-negative integer, got {restarts!r}")
-    labels = problem.validate(labels, "labels").copy()
-    if problem.k == 1 or max_passes == 0:
-        if is_balanced(problem, labels, tight=tight):
-            return labels
-        return rebalance(problem, labels, tight=tight)
-    rng = np.random.default_rng(problem.seed if seed is None else seed)
-    adj = None
-    if objective == "cut" or cut_first:
-        adj = _float_adjacency(problem)
-    if not is_balanced(problem, labels, tight=tight):
-        labels = rebalance(problem, labels, adj, tight=tight)
-    run = _Descent(problem, objective, adj, tight, int(max_passes), int(patience), cut_first)
-    best, best_value = run(labels, rng)
-    if restarts is None:
-        restarts = min(ILS_MAX_RESTARTS, ILS_PIN_BUDGET // max(run.pins, 1))
-    run.cut_first = False  # restarts start near a volume optimum: no cut smoothing
-    for _ in range(int(restarts)):
-        cand, value = run(kick(problem, best, run.caps, rng), rng)
-        if value <= best_value + 1e-9:  # equal: move on along the plateau
-            best, best_value = cand, value
-    if objective == "volume":
-        best = place_free_sources(problem, best)
-    if not is_balanced(problem, best, tight=tight):  # pragma: no cover - float drift
-        best = rebalance(problem, best, adj, tight=tight)
-    return best
-
-
 class _Descent:
     """One local search: (cut passes, then) objective passes from a start; reusable."""
 
@@ -470,20 +368,69 @@ def _passes(obj, bal, problem, rng, max_passes, patience) -> None:
             break
 
 
+def _check_start(name: str, value) -> None:
+    if not (isinstance(value, Partitioner) or value in ("vertical", "metis")):
+        raise UsageError(f"{name} must be 'vertical', 'metis' or a Partitioner, got {value!r}")
+
+
 class KLPartitioner(Partitioner):
-    """FM/KL refinement of a starting partition (default: the vertical baseline).
+    """k-way FM/KL from a starting partition, keeping every balanced group in capacity.
+
+    :meth:`partition` refines the ``start`` partitioner's answer; :meth:`refine` (and
+    :func:`kl_refine`) refine the labels they are given.
 
     Parameters
     ----------
     start : {"vertical", "metis"} or Partitioner
-        Where refinement starts.
+        Where :meth:`partition` starts (the labels to refine). A start that exceeds the
+        capacities of a balanced group is repaired first by :func:`rebalance`.
     objective : {"volume", "cut"}
-    max_passes, patience, cut_first, restarts :
-        See :func:`kl_refine`.
+        What to minimise: communication volume (connectivity-1, what the network
+        carries) or edge cut.
+    max_passes : int
+        Upper bound on passes; passes also stop as soon as one brings no improvement.
+    patience : int, optional
+        A pass stops after this many moves without a new best prefix (FM's hill-climbing
+        budget). Default ``max(300, n // 100)``; on the Graph Challenge network larger
+        budgets cost time without finding better answers.
+    cut_first : bool
+        With ``objective="volume"``, first run cut passes (a smoother surrogate), then
+        volume passes; the cut phase is discarded if it raised the volume.
+    seed : int, optional
+        Seed of the tie-breaking order and of the perturbations; default ``problem.seed``.
+    restarts : int, optional
+        Iterated local search (H. R. Lourenco, O. C. Martin, T. Stutzle, "Iterated local
+        search", Handbook of Metaheuristics, 2003): this many times, perturb the best
+        answer so far (a fraction of each group's vertices moved or swapped at random,
+        within capacity) and run the FM passes again, keeping the result if it is no worse.
+        Default: as many as a fixed work budget allows (restarts x pins of the volume's
+        hypergraph, or of the adjacency for the cut, within ``_kick.ILS_PIN_BUDGET``; at most
+        ``ILS_MAX_RESTARTS``), so a small model gets many and one of more than
+        ``ILS_PIN_BUDGET`` pins none. Deterministic for a seed.
+    tight : bool
+        Keep every balanced group within ``Problem.capacities(g, tight=True)`` (per-layer
+        imbalance at most ``1 + imbalance`` wherever the group's weights allow it), else
+        within the loose contract bound.
+
+    References
+    ----------
+    B. W. Kernighan, S. Lin, "An efficient heuristic procedure for partitioning graphs",
+    Bell System Technical Journal 49 (1970). C. M. Fiduccia, R. M. Mattheyses, "A
+    linear-time heuristic for improving network partitions", DAC 1982.
     """
 
     name = "kl"
     granularities = ("neuron", "layer")
+    constraints = {
+        "start": _check_start,
+        "objective": Choice(*OBJECTIVES),
+        "max_passes": Integer(0),
+        "patience": Integer(0, optional=True),
+        "cut_first": Boolean,
+        "seed": Integer(None, optional=True),
+        "restarts": Integer(0, optional=True),
+        "tight": Boolean,
+    }
 
     def __init__(
         self,
@@ -492,14 +439,18 @@ class KLPartitioner(Partitioner):
         max_passes: int = 10,
         patience: int | None = None,
         cut_first: bool = True,
+        seed: int | None = None,
         restarts: int | None = None,
+        tight: bool = True,
     ) -> None:
         self.start = start
         self.objective = objective
         self.max_passes = max_passes
         self.patience = patience
         self.cut_first = cut_first
+        self.seed = seed
         self.restarts = restarts
+        self.tight = tight
 
     def _start(self) -> Partitioner:
         if isinstance(self.start, Partitioner):
@@ -508,21 +459,63 @@ class KLPartitioner(Partitioner):
             from dnnpart.partitioners.vertical import VerticalPartitioner
 
             return VerticalPartitioner()
-        if self.start == "metis":
-            from dnnpart.partitioners.metis import MetisPartitioner
+        from dnnpart.partitioners.metis import MetisPartitioner  # start == "metis"
 
-            return MetisPartitioner()
-        raise UsageError(f"start must be 'vertical', 'metis' or a Partitioner, got {self.start!r}")
+        return MetisPartitioner()
 
     def partition(self, problem: Problem) -> np.ndarray:
+        self.checked_params()
         start = self._start()
-        labels = problem.validate(start.partition(problem), start.name or "start")
-        return kl_refine(
-            problem,
-            labels,
-            objective=self.objective,
-            max_passes=self.max_passes,
-            patience=self.patience,
-            cut_first=self.cut_first,
-            restarts=self.restarts,
+        return self.refine(
+            problem, problem.validate(start.partition(problem), start.name or "start")
         )
+
+    def refine(self, problem: Problem, labels) -> np.ndarray:
+        """Refine ``labels`` (any partitioner's answer, shape (n,)).
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            The refined assignment; its objective is never larger than the start's
+            (after the balance repair, if one was needed). With ``objective="volume"``
+            the model's inputs (free sources) end on the device of one of their consumers.
+        """
+        p = self.checked_params()
+        objective, max_passes, patience = p["objective"], p["max_passes"], p["patience"]
+        cut_first, seed, restarts, tight = p["cut_first"], p["seed"], p["restarts"], p["tight"]
+        if patience is None:
+            patience = max(300, problem.num_vertices // 100)
+        labels = problem.validate(labels, "labels").copy()
+        if problem.k == 1 or max_passes == 0:
+            if is_balanced(problem, labels, tight=tight):
+                return labels
+            return rebalance(problem, labels, tight=tight)
+        rng = np.random.default_rng(problem.seed if seed is None else seed)
+        adj = None
+        if objective == "cut" or cut_first:
+            adj = _float_adjacency(problem)
+        if not is_balanced(problem, labels, tight=tight):
+            labels = rebalance(problem, labels, adj, tight=tight)
+        run = _Descent(problem, objective, adj, tight, int(max_passes), int(patience), cut_first)
+        best, best_value = run(labels, rng)
+        if restarts is None:
+            restarts = min(ILS_MAX_RESTARTS, ILS_PIN_BUDGET // max(run.pins, 1))
+        run.cut_first = False  # restarts start near a volume optimum: no cut smoothing
+        for _ in range(int(restarts)):
+            cand, value = run(kick(problem, best, run.caps, rng), rng)
+            if value <= best_value + 1e-9:  # equal: move on along the plateau
+                best, best_value = cand, value
+        if objective == "volume":
+            best = place_free_sources(problem, best)
+        if not is_balanced(problem, best, tight=tight):  # pragma: no cover - float drift
+            best = rebalance(problem, best, adj, tight=tight)
+        return best
+
+
+@with_params_of(KLPartitioner, exclude=("start",))
+def kl_refine(problem: Problem, labels, **params) -> np.ndarray:
+    """:meth:`KLPartitioner.refine` of ``labels``: one device per vertex, never a larger
+    objective than the start's (after a balance repair, if one was needed)."""
+    if "start" in params:
+        raise UsageError("kl_refine refines the labels it is given: it takes no start")
+    return KLPartitioner(**params).refine(problem, labels)

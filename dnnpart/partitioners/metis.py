@@ -14,7 +14,7 @@ through ctypes, with ``ncon`` columns. If that symbol cannot be used, it falls b
 ``pymetis.part_graph`` with the summed weight (whole-model balance) and relies on the
 repair pass alone. Either way, groups that still exceed the tight capacities
 (:meth:`Problem.capacities` with ``tight=True``) are repaired by
-:func:`dnnpart.partitioners.kl.rebalance` (cheapest cut moves first): METIS' own
+:func:`dnnpart.problem.rebalance` (cheapest cut moves first): METIS' own
 tolerance applies to a constraint column as a whole, and layers of uneven neurons (pruned
 convolutions) came back at 1.08-1.16 x their share where 1.03 was reachable. Layer
 placement is repaired to the loose capacities only (see the note in the code).
@@ -23,16 +23,15 @@ placement is repaired to the loose capacities only (see the note in the code).
 from __future__ import annotations
 
 import ctypes
-import warnings
-from numbers import Integral
 
 import numpy as np
 
-from dnnpart.errors import DnnpartError, ResourceLimitError, UsageError
-from dnnpart.partitioners._base import Partitioner
+from dnnpart._notes import note
+from dnnpart.errors import DnnpartError, ResourceLimitError
+from dnnpart.partitioners._base import Boolean, Choice, Integer, Partitioner, with_params_of
 from dnnpart.partitioners._stdio import c_stdout_to_stderr
-from dnnpart.partitioners.kl import rebalance
 from dnnpart.problem._problem import Problem
+from dnnpart.problem._rebalance import rebalance
 
 __all__ = ["metis_partition", "MetisPartitioner", "METIS_OBJECTIVES"]
 
@@ -65,11 +64,9 @@ def _metis_lib():
             }
             _lib_state["lib"] = (lib, idx, opt)
         except (ImportError, OSError, AttributeError, KeyError) as exc:
-            warnings.warn(
+            note(
                 f"METIS multi-constraint call unavailable ({exc}); falling back to "
-                "pymetis with whole-model balance plus repair",
-                RuntimeWarning,
-                stacklevel=3,
+                "pymetis with whole-model balance plus repair"
             )
             _lib_state["lib"] = None
         # real_t is 32-bit in METIS' default build; switched to 64 if METIS rejects it.
@@ -129,23 +126,15 @@ def _kway(lib, idx, opt, xadj, adjncy, eweights, vweights, vsize, ncon, k, tpwgt
     return part.astype(np.int64)
 
 
-def metis_partition(
-    problem: Problem,
-    *,
-    objective: str = "cut",
-    ncuts: int = 1,
-    seed: int | None = None,
-    repair: bool = True,
-    max_constraints: int = 32,
-) -> np.ndarray:
-    """Partition with METIS, one balance constraint per balanced layer.
+class MetisPartitioner(Partitioner):
+    """METIS k-way, one balance constraint per balanced layer (multi-constraint).
+
+    Edge weights come from :attr:`Problem.adjacency` (rounded to integers > 0), vertex
+    weights from :attr:`Problem.vertex_weights` (one column per balanced group), ``tpwgts``
+    from ``targets`` and ``ufactor`` (in thousandths) from ``imbalance``.
 
     Parameters
     ----------
-    problem : Problem
-        Edge weights come from :attr:`Problem.adjacency` (rounded to integers > 0), vertex
-        weights from :attr:`Problem.vertex_weights` (one column per balanced group),
-        ``tpwgts`` from ``targets`` and ``ufactor`` (in thousandths) from ``imbalance``.
     objective : {"cut", "volume"}
         METIS' ``objtype``: edge cut, or total communication volume with each vertex's
         ``activation_elements`` as its size (METIS counts a vertex once per other part
@@ -156,14 +145,10 @@ def metis_partition(
         METIS' random seed; default ``problem.seed``.
     repair : bool
         Repair groups over their tight capacities with
-        :func:`~dnnpart.partitioners.kl.rebalance` (loose ones if no tight repair is found).
+        :func:`~dnnpart.problem.rebalance` (loose ones if no tight repair is found).
     max_constraints : int
         Most balance constraints handed to METIS; with more balanced layers, layer ``g``
         shares column ``g % max_constraints`` (balanced jointly, then repaired).
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
 
     References
     ----------
@@ -171,92 +156,98 @@ def metis_partition(
     irregular graphs", SIAM J. Sci. Comput. 20 (1998); "Multilevel algorithms for
     multi-constraint graph partitioning", Supercomputing 1998.
     """
-    if objective not in METIS_OBJECTIVES:
-        raise UsageError(f"objective must be one of {METIS_OBJECTIVES}, got {objective!r}")
-    if isinstance(ncuts, bool) or not isinstance(ncuts, Integral) or ncuts < 1:
-        raise UsageError(f"ncuts must be a positive integer, got {ncuts!r}")
-    bad = isinstance(max_constraints, bool) or not isinstance(max_constraints, Integral)
-    if bad or max_constraints < 1:
-        raise UsageError(f"max_constraints must be a positive integer, got {max_constraints!r}")
-    n, k = problem.num_vertices, problem.k
-    if k == 1:
-        return np.zeros(n, dtype=np.int64)
-    seed = problem.seed if seed is None else seed
-    adj = problem.adjacency
-    eweights = _int_weights(adj.data.astype(np.float64), _EDGE_SCALE)
-    # The columns of Problem.vertex_weights (one per balanced group), built group by group
-    # to skip the dense n x layers float matrix. METIS' time grows fast with ncon (5k
-    # vertices: 0.1 s at 8 layers, 3 s at 80), so deep models share columns round-robin
-    # (layer g in column g % max_constraints); the repair pass balances what remains.
-    weight = problem.vertex_weight
-    groups = [g for g in np.flatnonzero(problem.balanced) if weight[problem.layer_slice(g)].any()]
-    ncon = max(1, min(len(groups), max_constraints))
-    vw = np.zeros((n, ncon), dtype=np.int64)
-    for c, g in enumerate(groups):
-        sl = problem.layer_slice(g)
-        vw[sl, c % ncon] = _int_weights(weight[sl], _VERTEX_SCALE)
-    if not groups:  # nothing to balance: let METIS balance vertex counts
-        vw[:] = 1
-    options = {
-        "seed": int(seed) % (2**31 - 1),
-        "ufactor": max(1, int(round(1000 * problem.imbalance))),
-        "numbering": 0,
-        "objtype": 1 if objective == "volume" else 0,  # METIS_OBJTYPE_VOL / _CUT
-        "ncuts": int(ncuts),
-    }
-    lib = _metis_lib()
-    if lib is not None:
-        lib, idx, opt = lib
-        tpwgts = np.repeat(problem.targets[:, None], ncon, axis=1).ravel()
-        vsize = np.maximum(problem.activation_elements, 1) if objective == "volume" else None
-        labels = _kway(
-            lib, idx, opt, adj.indptr, adj.indices, eweights, vw.ravel(), vsize, ncon, k,
-            tpwgts, options,
-        )  # fmt: skip
-    else:  # pragma: no cover - only when pymetis' extension hides METIS' symbols
-        import pymetis
-
-        _, parts = pymetis.part_graph(
-            k,
-            pymetis.CSRAdjacency(adj.indptr, adj.indices),
-            vweights=vw.sum(axis=1),
-            eweights=eweights,
-            tpwgts=list(problem.targets),
-            recursive=False,
-            options=pymetis.Options(**options),
-        )
-        labels = np.asarray(parts, dtype=np.int64)
-    if repair:
-        # Layer placement keeps the loose repair: forcing 1 + imbalance there moves single
-        # layers across devices and cuts the model into many stages (light ResNet-50, k=4:
-        # 6 stages became 26, and running the split took 1.47x the whole model, not 1.14x).
-        labels = rebalance(problem, labels, adj, tight=problem.granularity != "layer")
-    return labels
-
-
-class MetisPartitioner(Partitioner):
-    """METIS k-way with per-layer (multi-constraint) balance; see :func:`metis_partition`."""
 
     name = "metis"
     granularities = ("neuron", "layer")
+    constraints = {
+        "objective": Choice(*METIS_OBJECTIVES),
+        "ncuts": Integer(1),
+        "seed": Integer(None, optional=True),
+        "repair": Boolean,
+        "max_constraints": Integer(1),
+    }
 
     def __init__(
         self,
         objective: str = "cut",
         ncuts: int = 1,
+        seed: int | None = None,
         repair: bool = True,
         max_constraints: int = 32,
     ) -> None:
         self.objective = objective
         self.ncuts = ncuts
+        self.seed = seed
         self.repair = repair
         self.max_constraints = max_constraints
 
     def partition(self, problem: Problem) -> np.ndarray:
-        return metis_partition(
-            problem,
-            objective=self.objective,
-            ncuts=self.ncuts,
-            repair=self.repair,
-            max_constraints=self.max_constraints,
-        )
+        p = self.checked_params()
+        objective, seed = p["objective"], p["seed"]
+        n, k = problem.num_vertices, problem.k
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        seed = problem.seed if seed is None else seed
+        adj = problem.adjacency
+        eweights = _int_weights(adj.data.astype(np.float64), _EDGE_SCALE)
+        vw = _constraint_columns(problem, p["max_constraints"])
+        ncon = vw.shape[1]
+        options = {
+            "seed": int(seed) % (2**31 - 1),
+            "ufactor": max(1, int(round(1000 * problem.imbalance))),
+            "numbering": 0,
+            "objtype": 1 if objective == "volume" else 0,  # METIS_OBJTYPE_VOL / _CUT
+            "ncuts": int(p["ncuts"]),
+        }
+        lib = _metis_lib()
+        if lib is not None:
+            lib, idx, opt = lib
+            tpwgts = np.repeat(problem.targets[:, None], ncon, axis=1).ravel()
+            vsize = np.maximum(problem.activation_elements, 1) if objective == "volume" else None
+            labels = _kway(
+                lib, idx, opt, adj.indptr, adj.indices, eweights, vw.ravel(), vsize, ncon, k,
+                tpwgts, options,
+            )  # fmt: skip
+        else:  # pragma: no cover - only when pymetis' extension hides METIS' symbols
+            import pymetis
+
+            _, parts = pymetis.part_graph(
+                k,
+                pymetis.CSRAdjacency(adj.indptr, adj.indices),
+                vweights=vw.sum(axis=1),
+                eweights=eweights,
+                tpwgts=list(problem.targets),
+                recursive=False,
+                options=pymetis.Options(**options),
+            )
+            labels = np.asarray(parts, dtype=np.int64)
+        if p["repair"]:
+            # Layer placement keeps the loose repair: forcing 1 + imbalance there moves single
+            # layers across devices and cuts the model into many stages (light ResNet-50, k=4:
+            # 6 stages became 26, and running the split took 1.47x the whole model, not 1.14x).
+            labels = rebalance(problem, labels, adj, tight=problem.granularity != "layer")
+        return labels
+
+
+def _constraint_columns(problem: Problem, max_constraints: int) -> np.ndarray:
+    """METIS' integer vertex weights, shape (n, ncon): the columns of
+    :attr:`Problem.vertex_weights` (one per balanced group), built group by group to skip
+    the dense n x layers float matrix. METIS' time grows fast with ncon (5k vertices: 0.1 s
+    at 8 layers, 3 s at 80), so deep models share columns round-robin (layer g in column
+    g % max_constraints); the repair pass balances what remains."""
+    weight = problem.vertex_weight
+    groups = [g for g in np.flatnonzero(problem.balanced) if weight[problem.layer_slice(g)].any()]
+    ncon = max(1, min(len(groups), max_constraints))
+    vw = np.zeros((problem.num_vertices, ncon), dtype=np.int64)
+    for c, g in enumerate(groups):
+        sl = problem.layer_slice(g)
+        vw[sl, c % ncon] = _int_weights(weight[sl], _VERTEX_SCALE)
+    if not groups:  # nothing to balance: let METIS balance vertex counts
+        vw[:] = 1
+    return vw
+
+
+@with_params_of(MetisPartitioner)
+def metis_partition(problem: Problem, **params) -> np.ndarray:
+    """:class:`MetisPartitioner` ``(**params)`` on ``problem``: one device per vertex."""
+    return MetisPartitioner(**params).partition(problem)

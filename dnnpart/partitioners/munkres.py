@@ -21,11 +21,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from dnnpart._notes import note
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners.vertical import contiguous_slices
+from dnnpart.partitioners._base import Choice, Integer, Partitioner, with_params_of
 from dnnpart.problem._assign import SOLVERS, assign_or_none, transport_assign
-from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._helpers import contiguous_slices, loose_note, place_unbalanced
 from dnnpart.problem._problem import Problem
 
 __all__ = ["MunkresPartitioner", "munkres_partition", "transport_assign"]
@@ -43,6 +43,7 @@ def _assign(problem: Problem, g: int, cost: np.ndarray, solver: str) -> np.ndarr
     w = problem.vertex_weight[problem.layer_slice(g)]
     labels = assign_or_none(cost, w, problem.capacities(g, tight=True), solver=solver)
     if labels is None:
+        note(loose_note("munkres", problem, g))
         labels = transport_assign(cost, w, problem.capacities(g), solver=solver)
     return labels
 
@@ -187,112 +188,6 @@ class _Graph:
         self.cost = cost
 
 
-def munkres_partition(
-    problem: Problem,
-    *,
-    sweeps: int = 4,
-    cost: str = "activations",
-    start: str = "grow",
-    solver: str = "lp",
-) -> np.ndarray:
-    """RePurpose-style layer-by-layer optimal assignment (see the module docstring).
-
-    Parameters
-    ----------
-    problem : Problem
-        Neuron-level problem; groups are visited in index (topological) order.
-    sweeps : int
-        Refinement passes after the forward pass, alternately backward and forward: each
-        balanced group is re-assigned with its producers *and* consumers fixed. Stops early
-        when a pass changes nothing. 0 gives the plain forward pass of RePurpose.
-    cost : {"activations", "synapses"}
-        ``"activations"``: in the forward pass a neuron on device ``d`` pays the activation
-        elements of each distinct input held on another device (RePurpose's cross-worker
-        traffic); in refinement passes the extra sends it causes its producers given where
-        their other consumers are, plus its own sends exactly; a refinement is kept only if
-        the traffic (volume) of the layer and its producers does not grow. ``"synapses"``:
-        the synapse values to neighbours on other devices (the cut), in both passes.
-    start : {"grow", "rcm", "vertical"}
-        Layout of a balanced group with no placed neighbour (the first layer: the model's
-        inputs are free and are placed afterwards, next to their consumers, by
-        :func:`place_unbalanced`). ``"vertical"``: contiguous slices by index, as the
-        thesis; ``"grow"`` (greedy region growing) and ``"rcm"`` (reverse Cuthill-McKee):
-        contiguous slices of an order that keeps neurons sharing inputs together. See
-        :func:`_first_layout`. Every later layer follows from the assignment.
-    solver : {"lp", "hungarian"}
-        See :func:`transport_assign`.
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
-        Device per vertex; every balanced group within ``Problem.capacities(g,
-        tight=True)`` (the loose contract bound only where HiGHS found no assignment within
-        the tight one).
-
-    Notes
-    -----
-    Ties (equal traffic) go to the neuron's own device: in the forward pass the device of
-    the same-index neuron of the previous balanced group when the widths agree (else its
-    vertical slice), in refinement passes its current device. The bonus is below one cost
-    unit in total, so it never outweighs a real saving; without it the optimum is
-    arbitrary among ties and can end worse than where it started.
-
-    References
-    ----------
-    A. Abdi, S. Rashidi, F. Fekri and T. Krishna, "Restructuring, Pruning, and Adjustment
-    of Deep Models for Parallel Distributed Inference", arXiv:2008.08289, 2020.
-    """
-    if isinstance(sweeps, bool) or not isinstance(sweeps, (int, np.integer)) or sweeps < 0:
-        raise UsageError(f"sweeps must be a non-negative integer, got {sweeps!r}")
-    if cost not in COSTS:
-        raise UsageError(f"cost must be one of {COSTS}, got {cost!r}")
-    if start not in STARTS:
-        raise UsageError(f"start must be one of {STARTS}, got {start!r}")
-    if solver not in SOLVERS:
-        raise UsageError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if problem.granularity != "neuron":
-        raise UsageError("munkres partitions neuron-level problems only")
-    k = problem.k
-    if k == 1:
-        return np.zeros(problem.num_vertices, dtype=np.int64)
-    gr = _Graph(problem, cost)
-    labels = np.full(problem.num_vertices, -1, dtype=np.int64)
-    balanced = np.flatnonzero(problem.balanced)
-    prev = None
-    for g in range(problem.num_layers):
-        sl = problem.layer_slice(g)
-        gain = np.asarray(gr.inw[sl] @ _onehot(labels, k))
-        if not problem.balanced[g]:
-            # Provisional, so later groups see it; place_unbalanced settles it at the end.
-            has = gain.sum(axis=1) > 0
-            labels[sl] = np.where(has, np.argmax(gain, axis=1), -1)
-            continue
-        if not np.any(gain):
-            labels[sl] = _first_layout(problem, gr, g, start)
-        else:
-            w = problem.vertex_weight[sl]
-            if prev is not None and prev.stop - prev.start == sl.stop - sl.start:
-                tie = labels[prev]
-            else:
-                tie = contiguous_slices(w, problem.targets)
-            c = gain.sum(axis=1, keepdims=True) - gain
-            c[np.arange(len(tie)), tie] -= 0.5 / len(tie)
-            labels[sl] = _assign(problem, g, c, solver)
-        prev = sl
-    labels[labels < 0] = 0
-    labels = place_unbalanced(problem, labels)
-    for s in range(sweeps):
-        order = balanced[::-1] if s % 2 == 0 else balanced
-        changed = False
-        for g in order:
-            changed |= _refine_group(problem, gr, labels, int(g), solver)
-        if changed:
-            labels = place_unbalanced(problem, labels)
-        else:
-            break
-    return labels
-
-
 def _refine_group(problem: Problem, gr: _Graph, labels: np.ndarray, g: int, solver: str) -> bool:
     """Re-assign group ``g`` with every other vertex fixed; keep it if traffic does not grow."""
     k = problem.k
@@ -331,10 +226,57 @@ def _refine_group(problem: Problem, gr: _Graph, labels: np.ndarray, g: int, solv
 
 
 class MunkresPartitioner(Partitioner):
-    """RePurpose-style partitioner (Abdi et al., 2020): see :func:`munkres_partition`."""
+    """RePurpose-style layer-by-layer optimal assignment (see the module docstring).
+
+    Parameters
+    ----------
+    sweeps : int
+        Refinement passes after the forward pass, alternately backward and forward: each
+        balanced group is re-assigned with its producers *and* consumers fixed. Stops early
+        when a pass changes nothing. 0 gives the plain forward pass of RePurpose.
+    cost : {"activations", "synapses"}
+        ``"activations"``: in the forward pass a neuron on device ``d`` pays the activation
+        elements of each distinct input held on another device (RePurpose's cross-worker
+        traffic); in refinement passes the extra sends it causes its producers given where
+        their other consumers are, plus its own sends exactly; a refinement is kept only if
+        the traffic (volume) of the layer and its producers does not grow. ``"synapses"``:
+        the synapse values to neighbours on other devices (the cut), in both passes.
+    start : {"grow", "rcm", "vertical"}
+        Layout of a balanced group with no placed neighbour (the first layer: the model's
+        inputs are free and are placed afterwards, next to their consumers, by
+        :func:`place_unbalanced`). ``"vertical"``: contiguous slices by index, as the
+        thesis; ``"grow"`` (greedy region growing) and ``"rcm"`` (reverse Cuthill-McKee):
+        contiguous slices of an order that keeps neurons sharing inputs together. See
+        :func:`_first_layout`. Every later layer follows from the assignment.
+    solver : {"lp", "hungarian"}
+        See :func:`transport_assign`.
+
+    Every balanced group ends within ``Problem.capacities(g, tight=True)`` (the loose
+    contract bound only where HiGHS found no assignment within the tight one; a note says
+    so).
+
+    Notes
+    -----
+    Ties (equal traffic) go to the neuron's own device: in the forward pass the device of
+    the same-index neuron of the previous balanced group when the widths agree (else its
+    vertical slice), in refinement passes its current device. The bonus is below one cost
+    unit in total, so it never outweighs a real saving; without it the optimum is
+    arbitrary among ties and can end worse than where it started.
+
+    References
+    ----------
+    A. Abdi, S. Rashidi, F. Fekri and T. Krishna, "Restructuring, Pruning, and Adjustment
+    of Deep Models for Parallel Distributed Inference", arXiv:2008.08289, 2020.
+    """
 
     name = "munkres"
     granularities = ("neuron",)
+    constraints = {
+        "sweeps": Integer(0),
+        "cost": Choice(*COSTS),
+        "start": Choice(*STARTS),
+        "solver": Choice(*SOLVERS),
+    }
 
     def __init__(
         self, sweeps: int = 4, cost: str = "activations", start: str = "grow", solver: str = "lp"
@@ -345,6 +287,52 @@ class MunkresPartitioner(Partitioner):
         self.solver = solver
 
     def partition(self, problem: Problem) -> np.ndarray:
-        return munkres_partition(
-            problem, sweeps=self.sweeps, cost=self.cost, start=self.start, solver=self.solver
-        )
+        p = self.checked_params()
+        sweeps, cost, start, solver = p["sweeps"], p["cost"], p["start"], p["solver"]
+        if problem.granularity != "neuron":
+            raise UsageError("munkres partitions neuron-level problems only")
+        k = problem.k
+        if k == 1:
+            return np.zeros(problem.num_vertices, dtype=np.int64)
+        gr = _Graph(problem, cost)
+        labels = np.full(problem.num_vertices, -1, dtype=np.int64)
+        balanced = np.flatnonzero(problem.balanced)
+        prev = None
+        for g in range(problem.num_layers):
+            sl = problem.layer_slice(g)
+            gain = np.asarray(gr.inw[sl] @ _onehot(labels, k))
+            if not problem.balanced[g]:
+                # Provisional, so later groups see it; place_unbalanced settles it at the end.
+                has = gain.sum(axis=1) > 0
+                labels[sl] = np.where(has, np.argmax(gain, axis=1), -1)
+                continue
+            if not np.any(gain):
+                labels[sl] = _first_layout(problem, gr, g, start)
+            else:
+                w = problem.vertex_weight[sl]
+                if prev is not None and prev.stop - prev.start == sl.stop - sl.start:
+                    tie = labels[prev]
+                else:
+                    tie = contiguous_slices(w, problem.targets)
+                c = gain.sum(axis=1, keepdims=True) - gain
+                c[np.arange(len(tie)), tie] -= 0.5 / len(tie)
+                labels[sl] = _assign(problem, g, c, solver)
+            prev = sl
+        labels[labels < 0] = 0
+        labels = place_unbalanced(problem, labels)
+        for s in range(sweeps):
+            order = balanced[::-1] if s % 2 == 0 else balanced
+            changed = False
+            for g in order:
+                changed |= _refine_group(problem, gr, labels, int(g), solver)
+            if changed:
+                labels = place_unbalanced(problem, labels)
+            else:
+                break
+        return labels
+
+
+@with_params_of(MunkresPartitioner)
+def munkres_partition(problem: Problem, **params) -> np.ndarray:
+    """:class:`MunkresPartitioner` ``(**params)`` on ``problem``: one device per vertex."""
+    return MunkresPartitioner(**params).partition(problem)

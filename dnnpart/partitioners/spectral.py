@@ -31,11 +31,18 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from dnnpart._notes import note
 from dnnpart.errors import UsageError
-from dnnpart.partitioners._base import Partitioner
-from dnnpart.partitioners.vertical import contiguous_slices
+from dnnpart.partitioners._base import (
+    Boolean,
+    Choice,
+    Integer,
+    Interval,
+    Partitioner,
+    with_params_of,
+)
 from dnnpart.problem._assign import assign_or_none, transport_assign
-from dnnpart.problem._helpers import place_unbalanced
+from dnnpart.problem._helpers import contiguous_slices, loose_note, place_unbalanced
 from dnnpart.problem._problem import Problem
 
 __all__ = ["SpectralPartitioner", "spectral_partition", "spectral_embedding"]
@@ -206,22 +213,35 @@ def _match_devices(
     return dev
 
 
-def spectral_partition(
-    problem: Problem,
-    *,
-    cluster: str = "kmeans",
-    n_init: int = 4,
-    center: bool = True,
-    per_group: bool = True,
-    eigen_solver: str = "auto",
-    tol: float = 1e-6,
-) -> np.ndarray:
+def _rows(adj: sp.csr_array, sl: slice) -> sp.csr_array:
+    """Rows ``sl`` of ``adj`` sharing its arrays (``adj[sl]`` would copy them)."""
+    lo, hi = adj.indptr[sl.start], adj.indptr[sl.stop]
+    indptr = adj.indptr[sl.start : sl.stop + 1] - lo
+    return sp.csr_array(
+        (adj.data[lo:hi], adj.indices[lo:hi], indptr), shape=(sl.stop - sl.start, adj.shape[1])
+    )
+
+
+def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """Balanced assignment of group ``g``: cluster ``c``'s cost becomes device ``dev[c]``'s."""
+    sl = problem.layer_slice(g)
+    dev_cost = np.empty_like(cost)
+    dev_cost[:, dev] = cost
+    w = problem.vertex_weight[sl]
+    # the tight capacities keep the scored imbalance near 1 + imbalance; the loose contract
+    # bound only if HiGHS found no assignment within them (a large uneven group)
+    labels = assign_or_none(dev_cost, w, problem.capacities(g, tight=True))
+    if labels is None:
+        note(loose_note("spectral", problem, g))
+        labels = transport_assign(dev_cost, w, problem.capacities(g))
+    return labels
+
+
+class SpectralPartitioner(Partitioner):
     """Hespanha's spectral partition, made balanced per group (see the module docstring).
 
     Parameters
     ----------
-    problem : Problem
-        Any granularity; ``problem.adjacency`` supplies the edge weights.
     cluster : {"kmeans", "qr"}
         k-means on normalised rows (``sklearn.cluster.KMeans``, seeded) or Hespanha's
         pivoted-QR assignment.
@@ -244,106 +264,79 @@ def spectral_partition(
     tol : float
         Eigen-solver tolerance.
 
-    Returns
-    -------
-    ndarray of int64, shape (n,)
-        Device per vertex; every balanced group within :meth:`Problem.capacities`,
-        unbalanced groups next to their neighbours (:func:`place_unbalanced`).
-
     References
     ----------
     J. P. Hespanha, "An efficient MATLAB Algorithm for Graph Partitioning", UC Santa
     Barbara technical report, 2004 (``grPartition``).
     """
-    if cluster not in CLUSTERINGS:
-        raise UsageError(f"cluster must be one of {CLUSTERINGS}, got {cluster!r}")
-    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
-        raise UsageError(f"n_init must be a positive integer, got {n_init!r}")
-    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise UsageError(f"tol must be in (0, 1), got {tol!r}")
-    k = problem.k
-    labels = np.zeros(problem.num_vertices, dtype=np.int64)
-    if k == 1:
-        return labels
-    adj = problem.adjacency
-    if adj.nnz == 0:
-        # No edge: nothing to keep together; cut every group in contiguous slices.
-        for g in np.flatnonzero(problem.balanced):
-            sl = problem.layer_slice(g)
-            labels[sl] = contiguous_slices(problem.vertex_weight[sl], problem.targets)
-        return labels
-    x = spectral_embedding(adj, k, seed=problem.seed, eigen_solver=eigen_solver, tol=tol)
-    groups = np.flatnonzero(problem.balanced)
-    if center and len(groups) > 1:
-        for g in groups:
-            sl = problem.layer_slice(g)
-            x[sl] -= x[sl].mean(axis=0)
-    if not per_group or len(groups) <= 1:
-        clusters, cost = _cluster(x, k, cluster, n_init, problem.seed)
-        dev = _match_devices(problem, clusters)
-        for g in groups:
-            sl = problem.layer_slice(g)
-            labels[sl] = _assign(problem, g, cost[sl], dev)
-        return place_unbalanced(problem, labels)
-    placed = np.zeros((problem.num_vertices, k))
-    for g in groups:
-        sl = problem.layer_slice(g)
-        clusters, cost = _cluster(x[sl], k, cluster, n_init, problem.seed)
-        # Clusters of this group go to the devices their already-placed neighbours are on.
-        affinity = np.asarray(_rows(adj, sl) @ placed)
-        dev = _match_devices(problem, clusters, g, affinity)
-        labels[sl] = _assign(problem, g, cost, dev)
-        placed[np.arange(sl.start, sl.stop), labels[sl]] = 1.0
-    return place_unbalanced(problem, labels)
-
-
-def _rows(adj: sp.csr_array, sl: slice) -> sp.csr_array:
-    """Rows ``sl`` of ``adj`` sharing its arrays (``adj[sl]`` would copy them)."""
-    lo, hi = adj.indptr[sl.start], adj.indptr[sl.stop]
-    indptr = adj.indptr[sl.start : sl.stop + 1] - lo
-    return sp.csr_array(
-        (adj.data[lo:hi], adj.indices[lo:hi], indptr), shape=(sl.stop - sl.start, adj.shape[1])
-    )
-
-
-def _assign(problem: Problem, g: int, cost: np.ndarray, dev: np.ndarray) -> np.ndarray:
-    """Balanced assignment of group ``g``: cluster ``c``'s cost becomes device ``dev[c]``'s."""
-    sl = problem.layer_slice(g)
-    dev_cost = np.empty_like(cost)
-    dev_cost[:, dev] = cost
-    w = problem.vertex_weight[sl]
-    # the tight capacities keep the scored imbalance near 1 + imbalance; the loose contract
-    # bound only if HiGHS found no assignment within them (a large uneven group)
-    labels = assign_or_none(dev_cost, w, problem.capacities(g, tight=True))
-    return transport_assign(dev_cost, w, problem.capacities(g)) if labels is None else labels
-
-
-class SpectralPartitioner(Partitioner):
-    """Hespanha (2004) spectral partitioner, balanced per group: see :func:`spectral_partition`."""
 
     name = "spectral"
     granularities = ("neuron", "layer")
+    constraints = {
+        "cluster": Choice(*CLUSTERINGS),
+        "n_init": Integer(1),
+        "center": Boolean,
+        "per_group": Boolean,
+        "tol": Interval(0, 1),
+    }  # eigen_solver: checked by spectral_embedding, which takes it too
 
     def __init__(
         self,
         cluster: str = "kmeans",
         n_init: int = 4,
         center: bool = True,
+        per_group: bool = True,
         eigen_solver: str = "auto",
         tol: float = 1e-6,
     ) -> None:
         self.cluster = cluster
         self.n_init = n_init
         self.center = center
+        self.per_group = per_group
         self.eigen_solver = eigen_solver
         self.tol = tol
 
     def partition(self, problem: Problem) -> np.ndarray:
-        return spectral_partition(
-            problem,
-            cluster=self.cluster,
-            n_init=self.n_init,
-            center=self.center,
-            eigen_solver=self.eigen_solver,
-            tol=self.tol,
-        )
+        p = self.checked_params()
+        cluster, n_init, center, tol = p["cluster"], p["n_init"], p["center"], p["tol"]
+        per_group, eigen_solver = p["per_group"], p["eigen_solver"]
+        k = problem.k
+        labels = np.zeros(problem.num_vertices, dtype=np.int64)
+        if k == 1:
+            return labels
+        adj = problem.adjacency
+        if adj.nnz == 0:
+            # No edge: nothing to keep together; cut every group in contiguous slices.
+            for g in np.flatnonzero(problem.balanced):
+                sl = problem.layer_slice(g)
+                labels[sl] = contiguous_slices(problem.vertex_weight[sl], problem.targets)
+            return labels
+        x = spectral_embedding(adj, k, seed=problem.seed, eigen_solver=eigen_solver, tol=tol)
+        groups = np.flatnonzero(problem.balanced)
+        if center and len(groups) > 1:
+            for g in groups:
+                sl = problem.layer_slice(g)
+                x[sl] -= x[sl].mean(axis=0)
+        if not per_group or len(groups) <= 1:
+            clusters, cost = _cluster(x, k, cluster, n_init, problem.seed)
+            dev = _match_devices(problem, clusters)
+            for g in groups:
+                sl = problem.layer_slice(g)
+                labels[sl] = _assign(problem, g, cost[sl], dev)
+            return place_unbalanced(problem, labels)
+        placed = np.zeros((problem.num_vertices, k))
+        for g in groups:
+            sl = problem.layer_slice(g)
+            clusters, cost = _cluster(x[sl], k, cluster, n_init, problem.seed)
+            # Clusters of this group go to the devices their already-placed neighbours are on.
+            affinity = np.asarray(_rows(adj, sl) @ placed)
+            dev = _match_devices(problem, clusters, g, affinity)
+            labels[sl] = _assign(problem, g, cost, dev)
+            placed[np.arange(sl.start, sl.stop), labels[sl]] = 1.0
+        return place_unbalanced(problem, labels)
+
+
+@with_params_of(SpectralPartitioner)
+def spectral_partition(problem: Problem, **params) -> np.ndarray:
+    """:class:`SpectralPartitioner` ``(**params)`` on ``problem``: one device per vertex."""
+    return SpectralPartitioner(**params).partition(problem)

@@ -24,6 +24,7 @@ from dnnpart.errors import UsageError
 from dnnpart.graph import Layer, LayerGraph, TensorInfo
 from dnnpart.problem._layout import FOLLOW, SPLIT, Space, elements, neuron_layout
 from dnnpart.problem._problem import Nets, Problem
+from dnnpart.problem._profile import Profile
 
 __all__ = ["neuron_problem", "layer_problem", "build_problem"]
 
@@ -278,9 +279,9 @@ def layer_problem(
         b.spaces[t.name] = Space(off, 1, elements(t), True, None)
     first = b.offsets[-1]
     n_layers = len(graph.layers)
-    profile = getattr(graph, "profile", None)
+    profile = None if graph.profile is None else Profile(graph.profile, graph.profile_order)
     if profile is not None:  # profiled graphs: accelerator seconds, not MACs
-        work = profile.fpga_time[graph.profile_order].astype(float).tolist()
+        work = profile.graph.fpga_time[profile.order].astype(float).tolist()
     else:
         work = [float(layer.macs) for layer in graph.layers]
     # only outputs someone reads (or the model returns) travel: e.g. Dropout's mask does not
@@ -316,11 +317,23 @@ def layer_problem(
             b.layer_pin(name, u, t, first + i)
     b.edges(src, dst, val)
     unit = "seconds" if profile is not None else "macs"
-    return _finish(b, graph, k, targets, imbalance, seed, "layer", devices=devices, unit=unit)
+    return _finish(
+        b, graph, k, targets, imbalance, seed, "layer", devices=devices, unit=unit, profile=profile
+    )
 
 
 def _finish(
-    b: _NeuronBuilder, graph, k, targets, imbalance, seed, granularity, *, devices, unit="macs"
+    b: _NeuronBuilder,
+    graph,
+    k,
+    targets,
+    imbalance,
+    seed,
+    granularity,
+    *,
+    devices,
+    unit="macs",
+    profile=None,
 ) -> Problem:
     n = b.offsets[-1]
     if b.rows:
@@ -365,4 +378,5 @@ def _finish(
         nets=nets,
         devices=devices,
         weight_unit=unit,
+        profile=profile,
     )

@@ -7,6 +7,8 @@ import numpy as np
 from dnnpart.problem._problem import Problem
 
 __all__ = [
+    "loose_note",
+    "contiguous_slices",
     "place_unbalanced",
     "place_free_sources",
     "free_sources",
@@ -110,3 +112,46 @@ def place_unbalanced(problem: Problem, labels: np.ndarray) -> np.ndarray:
             )
             labels[v] = int(np.argmax(pull))
     return labels
+
+
+def contiguous_slices(weights: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Cut a sequence of weighted items into ``len(targets)`` contiguous slices.
+
+    Item ``i`` goes to the slice whose cumulative-share interval contains the *midpoint* of
+    the item's own interval ``[c_i, c_i + w_i)`` on the cumulative-weight axis. Every slice
+    then holds its share of the total within one item's weight (at most half an item on
+    each side), so it stays within :meth:`Problem.capacities`, which allow share plus the
+    heaviest vertex. Zero-weight items follow their neighbours; if every weight is zero
+    the items are cut by count instead.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (m,)
+        Non-negative weights in order.
+    targets : ndarray, shape (k,)
+        Positive shares summing to 1.
+
+    Returns
+    -------
+    ndarray of int64, shape (m,)
+        Slice index of each item, non-decreasing.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not w.sum() > 0:
+        w = np.ones_like(w)
+    ends = np.cumsum(w)
+    mid = (ends - w / 2.0) / ends[-1]
+    bounds = np.cumsum(targets)[:-1]
+    # side="right": a midpoint exactly on a boundary belongs to the next slice.
+    return np.searchsorted(bounds, mid, side="right").astype(np.int64)
+
+
+def loose_note(who: str, problem: Problem, g: int) -> str:
+    """The note of a partitioner that fell back from the tight capacities of group ``g``
+    to the loose contract bound (:meth:`Problem.capacities`)."""
+    return (
+        f"{who}: no assignment of layer {problem.layer_names[g]!r} within its tight "
+        "capacities was found; it is balanced to the loose bound (share + heaviest vertex)"
+    )

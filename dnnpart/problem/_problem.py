@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from dnnpart.errors import PartitionerAnswerError, UsageError
+
+if TYPE_CHECKING:
+    from dnnpart.problem._profile import Profile
 
 __all__ = ["Problem", "Nets"]
 
@@ -72,6 +75,9 @@ class Problem:
         The model the problem came from, for partitioners that want more.
     devices : DeviceSet or None
         The devices (speeds, memory, links), for partitioners that model time.
+    profile : Profile or None
+        For a layer problem built from a profiled graph (Tarnawski et al. 2020): the file's
+        per-node data and devices (:class:`~dnnpart.problem._profile.Profile`); None else.
     nets : Nets or None
         What really travels, when it differs from "each vertex's output, whole, to every
         device with a consumer" (see :class:`Nets`); scoring counts ``volume`` over these.
@@ -96,6 +102,7 @@ class Problem:
     devices: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     nets: Nets | None = None
+    profile: Profile | None = None
 
     def __post_init__(self) -> None:
         n = self.synapses.shape[0]

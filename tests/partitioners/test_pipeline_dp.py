@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dnnpart._notes import DnnpartNote
 from dnnpart.errors import ResourceLimitError, UsageError
 from dnnpart.importers._tarnawski import parse_profiled_graph, read_profiled_graph
-from dnnpart.partitioners._pipeline_dp import (
+from dnnpart.partitioners._pipeline_dp import pipeline_dp
+from dnnpart.partitioners._pipeline_refine import refine
+from dnnpart.problem import (
     DeviceClass,
     PipelineProblem,
     check_feasibility,
     device_loads,
     heterogeneous_problem,
     max_load,
-    pipeline_dp,
-    refine,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -359,7 +360,7 @@ def test_many_ideals_fall_back_to_linearisation_with_a_warning():
     prob = tarnawski_like(
         src, dst, fpga=np.arange(1, n + 1), cpu=np.full(n, 100.0), cost=np.full(n, 0.1)
     )
-    with pytest.warns(RuntimeWarning, match="ideals"):
+    with pytest.warns(DnnpartNote, match="ideals"):
         res = pipeline_dp(prob, max_ideals=500)
     assert res.linearized and "prefixes" in res.message
     assert res.num_ideals == n + 1

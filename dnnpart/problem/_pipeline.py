@@ -1,0 +1,327 @@
+"""The pipeline cost model of Tarnawski et al. (NeurIPS 2020): devices, loads, max-load.
+
+Tarnawski, Phanishayee, Devanur, Mahajan, Nina Paravecino, "Efficient Algorithms for Device
+Placement of DNN Graph Operators", NeurIPS 2020, Section 4 ("throughput maximisation").
+
+Objective (*max-load*, time per sample of a pipeline): a device's load is the compute time
+of its nodes plus, when the device pays for communication, ``out_cost[u]`` once for every
+node ``u`` on it whose output goes to another device and once for every node ``u``
+elsewhere whose output it receives. The answer is the largest load; memory per device,
+colocation groups (the paper's colour classes) and per-node support must hold.
+
+Two settings share the model: identical devices in classes, any order (the paper's
+accelerators plus CPU cores, :func:`tarnawski_problem`), and a fixed sequence of possibly
+heterogeneous devices (layer graphs of ONNX models on a device file,
+:func:`heterogeneous_problem`). The dynamic program that minimises max-load over contiguous
+splits is :mod:`dnnpart.partitioners._pipeline_dp`; scoring uses :func:`max_load` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dnnpart.errors import UsageError
+from dnnpart.importers._tarnawski import ProfiledGraph
+
+__all__ = [
+    "DeviceClass",
+    "PipelineProblem",
+    "LoadBreakdown",
+    "MEM_RTOL",
+    "as_pipeline_problem",
+    "check_assignment",
+    "tarnawski_problem",
+    "heterogeneous_problem",
+    "device_loads",
+    "max_load",
+    "check_feasibility",
+]
+
+MEM_RTOL = 1e-9  # sizes are float sums; do not reject a stage over rounding
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceClass:
+    """``count`` identical devices.
+
+    Parameters
+    ----------
+    name : str
+    count : int
+    time : ndarray, shape (n,)
+        Compute time of each node on one device of this class.
+    memory : float
+        Capacity of one device, in the unit of :attr:`PipelineProblem.size`.
+    pays_communication : bool
+        The paper's CPUs do not pay for communication; accelerators do.
+    supported : ndarray of bool, shape (n,), optional
+        Nodes this class can run (default: all).
+    """
+
+    name: str
+    count: int
+    time: np.ndarray
+    memory: float = np.inf
+    pays_communication: bool = True
+    supported: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineProblem:
+    """Nodes, edges, transfer costs and devices of a pipeline placement.
+
+    Devices are numbered by expanding ``devices`` in order: class 0's devices first.
+    Assignments map each node to such a device index.
+
+    Parameters
+    ----------
+    src, dst : ndarray of int, shape (m,)
+        Edges ``src[i] -> dst[i]`` (node indices; the graph must be acyclic).
+    out_cost : ndarray, shape (n,)
+        Cost of sending node ``u``'s output to another device, paid once per device pair.
+    devices : tuple of DeviceClass
+    size : ndarray, shape (n,), optional
+        Memory each node needs (default 0).
+    group : ndarray of int, shape (n,), optional
+        Colocation group per node (-1: none); a group must sit on one device.
+    is_backward : ndarray of bool, shape (n,), optional
+        Backward nodes of a training graph (see the module notes).
+    ordered : bool
+        Devices form a fixed sequence (heterogeneous pipeline) rather than free classes.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    out_cost: np.ndarray
+    devices: tuple[DeviceClass, ...]
+    size: np.ndarray | None = None
+    group: np.ndarray | None = None
+    is_backward: np.ndarray | None = None
+    ordered: bool = False
+    num_nodes: int = field(init=False)
+
+    def __post_init__(self):
+        n = int(np.shape(self.out_cost)[0]) if np.ndim(self.out_cost) == 1 else -1
+        if n < 0:
+            raise UsageError("out_cost must be a 1-D array")
+        object.__setattr__(self, "num_nodes", n)
+        src = np.asarray(self.src, dtype=np.int64).ravel()
+        dst = np.asarray(self.dst, dtype=np.int64).ravel()
+        if src.shape != dst.shape or (
+            src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n)
+        ):
+            raise UsageError("src/dst must be equal-length arrays of node indices < n")
+        if np.any(src == dst):
+            raise UsageError("self-loop edges are not allowed")
+        object.__setattr__(self, "src", src)
+        object.__setattr__(self, "dst", dst)
+        object.__setattr__(self, "out_cost", _nonneg(self.out_cost, n, "out_cost"))
+        object.__setattr__(self, "size", _nonneg(self.size, n, "size", default=0.0))
+        grp = np.full(n, -1, np.int64) if self.group is None else np.asarray(self.group)
+        if grp.shape != (n,) or not np.issubdtype(grp.dtype, np.integer):
+            raise UsageError("group must be an integer array of length n")
+        object.__setattr__(self, "group", grp.astype(np.int64))
+        bwd = np.zeros(n, bool) if self.is_backward is None else np.asarray(self.is_backward)
+        if bwd.shape != (n,):
+            raise UsageError("is_backward must have length n")
+        object.__setattr__(self, "is_backward", bwd.astype(bool))
+        if not self.devices:
+            raise UsageError("at least one device class is needed")
+        fixed = []
+        for dc in self.devices:
+            if not isinstance(dc.count, (int, np.integer)) or dc.count < 0:
+                raise UsageError(f"device class {dc.name!r}: count must be an integer >= 0")
+            sup = np.ones(n, bool) if dc.supported is None else np.asarray(dc.supported, bool)
+            if sup.shape != (n,):
+                raise UsageError(f"device class {dc.name!r}: supported must have length n")
+            if not dc.memory >= 0:
+                raise UsageError(f"device class {dc.name!r}: memory must be >= 0")
+            t = _nonneg(dc.time, n, f"device class {dc.name!r} time", allow_inf=True)
+            # an infinite time is another way of saying "cannot run here"
+            sup = sup & np.isfinite(t)
+            fixed.append(
+                DeviceClass(
+                    dc.name,
+                    int(dc.count),
+                    t,
+                    float(dc.memory),
+                    bool(dc.pays_communication),
+                    sup,
+                )
+            )
+        object.__setattr__(self, "devices", tuple(fixed))
+        if self.num_devices == 0:
+            raise UsageError("the device classes hold no device")
+
+    @property
+    def num_devices(self) -> int:
+        return sum(dc.count for dc in self.devices)
+
+    @property
+    def device_class(self) -> np.ndarray:
+        """Class index of every device, shape (K,)."""
+        return np.repeat(np.arange(len(self.devices)), [dc.count for dc in self.devices])
+
+
+def _nonneg(a, n, what, default=None, allow_inf=False):
+    if a is None:
+        return np.full(n, default, dtype=np.float64)
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.shape != (n,):
+        raise UsageError(f"{what} must have shape ({n},), got {arr.shape}")
+    bad = np.isnan(arr) | (arr < 0) | (~allow_inf & np.isinf(arr))
+    if bad.any():
+        raise UsageError(f"{what}[{int(np.flatnonzero(bad)[0])}] must be finite and >= 0")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class LoadBreakdown:
+    """Per-device load: ``total = compute + comm_out + comm_in`` (each shape (K,))."""
+
+    compute: np.ndarray
+    comm_out: np.ndarray
+    comm_in: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.compute + self.comm_out + self.comm_in
+
+
+# ----------------------------------------------------------------------------------------
+# building problems
+
+
+def tarnawski_problem(graph: ProfiledGraph, num_accelerators=None, num_cpus=None):
+    """The paper's setting: identical accelerators, then CPU cores (no communication cost).
+
+    Devices ``0..num_accelerators-1`` are accelerators, the next ``num_cpus`` CPU cores.
+    Defaults come from the file (``maxFPGAs``, ``maxCPUs``).
+    """
+    a = graph.max_fpgas if num_accelerators is None else num_accelerators
+    c = graph.max_cpus if num_cpus is None else num_cpus
+    acc = DeviceClass(
+        "accelerator", a, graph.fpga_time, graph.max_size_per_fpga, True, graph.supported_on_fpga
+    )
+    cpu = DeviceClass("cpu", c, graph.cpu_time, np.inf, False, None)
+    return PipelineProblem(
+        graph.src,
+        graph.dst,
+        graph.out_cost,
+        (acc, cpu),
+        size=graph.size,
+        group=graph.color_class,
+        is_backward=graph.is_backward,
+    )
+
+
+def heterogeneous_problem(
+    times,
+    src,
+    dst,
+    out_cost,
+    *,
+    memory=None,
+    size=None,
+    group=None,
+    pays_communication=None,
+    names=None,
+) -> PipelineProblem:
+    """A fixed sequence of ``k`` possibly different devices (``ordered=True``).
+
+    Parameters
+    ----------
+    times : array, shape (k, n)
+        Compute time of node ``u`` on device ``d`` (``np.inf``: cannot run there). From
+        work and speeds: ``times = work[None, :] / speed[:, None]``.
+    src, dst, out_cost : see :class:`PipelineProblem`
+    memory : array, shape (k,), optional
+    size, group : see :class:`PipelineProblem`
+    pays_communication : array of bool, shape (k,), optional (default all true)
+    names : sequence of str, optional
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 2:
+        raise UsageError("times must be a (k, n) matrix")
+    k = times.shape[0]
+    memory = np.full(k, np.inf) if memory is None else np.asarray(memory, np.float64)
+    pays = np.ones(k, bool) if pays_communication is None else np.asarray(pays_communication)
+    names = [f"device{d}" for d in range(k)] if names is None else list(names)
+    if memory.shape != (k,) or pays.shape != (k,) or len(names) != k:
+        raise UsageError("memory, pays_communication and names need one entry per device")
+    devs = tuple(
+        DeviceClass(names[d], 1, times[d], float(memory[d]), bool(pays[d])) for d in range(k)
+    )
+    return PipelineProblem(src, dst, out_cost, devs, size=size, group=group, ordered=True)
+
+
+def as_pipeline_problem(p, num_accelerators=None, num_cpus=None) -> PipelineProblem:
+    if isinstance(p, ProfiledGraph):
+        return tarnawski_problem(p, num_accelerators, num_cpus)
+    if isinstance(p, PipelineProblem):
+        if num_accelerators is not None or num_cpus is not None:
+            raise UsageError("num_accelerators/num_cpus apply to a ProfiledGraph only")
+        return p
+    raise UsageError(f"expected a ProfiledGraph or PipelineProblem, got {type(p).__name__}")
+
+
+# ----------------------------------------------------------------------------------------
+# scoring
+
+
+def check_assignment(prob: PipelineProblem, assignment) -> np.ndarray:
+    a = np.asarray(assignment)
+    if a.shape != (prob.num_nodes,) or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise UsageError(f"assignment must be {prob.num_nodes} integer device indices")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() >= prob.num_devices):
+        raise UsageError(f"assignment uses devices outside 0..{prob.num_devices - 1}")
+    return a
+
+
+def device_loads(problem, assignment, num_accelerators=None, num_cpus=None) -> LoadBreakdown:
+    """Per-device load of an assignment, straight from the definition (no DP involved)."""
+    prob = as_pipeline_problem(problem, num_accelerators, num_cpus)
+    a = check_assignment(prob, assignment)
+    K, cls = prob.num_devices, prob.device_class
+    times = np.stack([dc.time for dc in prob.devices])  # (classes, n)
+    pays = np.array([dc.pays_communication for dc in prob.devices])[cls]
+    compute = np.bincount(a, weights=times[cls[a], np.arange(prob.num_nodes)], minlength=K)
+    cross = a[prob.src] != a[prob.dst]
+    # each (producer, receiving device) pair once, however many consumers live there
+    recv = np.unique(np.stack([prob.src[cross], a[prob.dst[cross]]]), axis=1)
+    senders = np.unique(prob.src[cross])
+    comm_in = np.bincount(recv[1], weights=prob.out_cost[recv[0]], minlength=K) * pays
+    comm_out = np.bincount(a[senders], weights=prob.out_cost[senders], minlength=K) * pays
+    return LoadBreakdown(
+        compute.astype(np.float64), comm_out.astype(np.float64), comm_in.astype(np.float64)
+    )
+
+
+def max_load(problem, assignment, num_accelerators=None, num_cpus=None) -> float:
+    """The paper's max-load of an assignment (feasibility is :func:`check_feasibility`)."""
+    return float(device_loads(problem, assignment, num_accelerators, num_cpus).total.max())
+
+
+def check_feasibility(problem, assignment, num_accelerators=None, num_cpus=None) -> list[str]:
+    """Violated constraints (memory, colocation groups, support); empty when feasible."""
+    prob = as_pipeline_problem(problem, num_accelerators, num_cpus)
+    a = check_assignment(prob, assignment)
+    cls = prob.device_class
+    out = []
+    used = np.bincount(a, weights=prob.size, minlength=prob.num_devices)
+    for d in range(prob.num_devices):
+        dc = prob.devices[cls[d]]
+        if used[d] > dc.memory * (1 + MEM_RTOL):
+            out.append(f"device {d} ({dc.name}) needs {used[d]:.6g} > memory {dc.memory:.6g}")
+        bad = np.flatnonzero((a == d) & ~dc.supported)
+        if bad.size:
+            out.append(f"device {d} ({dc.name}) cannot run node(s) {bad[:5].tolist()}")
+    g = prob.group
+    for cc in np.unique(g[g >= 0]):
+        devs = np.unique(a[g == cc])
+        if devs.size > 1:
+            out.append(f"colocation group {cc} is split over devices {devs.tolist()}")
+    return out

@@ -1,0 +1,93 @@
+"""A layer-level :class:`Problem` seen as a pipeline problem (Tarnawski et al. 2020).
+
+Two sources of layer problems, one cost model (:mod:`dnnpart.problem._pipeline`):
+
+* a graph imported from a profiled JSON file carries a :class:`Profile` (the file's
+  per-node times, memory, colour classes and devices); its problem keeps it in
+  :attr:`Problem.profile` and the devices are the file's accelerators and CPU cores;
+* any other layer graph: compute time is ``2 * MACs / speed`` per device, a layer's output
+  costs ``latency + bytes / bandwidth`` to send, memory is the device's.
+
+The pipeline partitioner minimises :func:`pipeline_problem_of`'s max-load; scoring reports
+it for profiled problems (the paper's objective, exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dnnpart.devices import DeviceSet
+from dnnpart.errors import UsageError
+from dnnpart.importers._tarnawski import ProfiledGraph
+from dnnpart.problem._pipeline import PipelineProblem, heterogeneous_problem, tarnawski_problem
+
+__all__ = ["Profile", "pipeline_problem_of", "layer_group"]
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """What a layer problem built from a profiled graph keeps of the file.
+
+    Parameters
+    ----------
+    graph : ProfiledGraph
+        The file's nodes (times per device class, memory, colour classes, support).
+    order : ndarray of int64, shape (L,)
+        Profiled node of each layer: layer ``i`` is node ``order[i]``.
+    """
+
+    graph: ProfiledGraph
+    order: np.ndarray
+
+    def pipeline(self, k: int) -> PipelineProblem:
+        """The paper's problem on ``k`` devices: the file's CPU cores and ``k - cpus``
+        accelerators (:func:`tarnawski_problem`)."""
+        cpus = self.graph.max_cpus
+        accelerators = k - cpus
+        if accelerators < 1:
+            raise UsageError(f"k = {k} leaves no accelerator beside {cpus} CPU cores")
+        return tarnawski_problem(self.graph, accelerators, cpus)
+
+
+def layer_group(problem) -> int:
+    """The one balanced group of a layer-granularity problem (its layers)."""
+    if problem.granularity != "layer":
+        raise UsageError("the pipeline partitioner places whole layers: use --granularity layer")
+    balanced = np.flatnonzero(problem.balanced)
+    if len(balanced) != 1:
+        raise UsageError("expected one group of layers in a layer-granularity problem")
+    return int(balanced[0])
+
+
+def pipeline_problem_of(problem) -> tuple[PipelineProblem, slice, np.ndarray]:
+    """The pipeline problem of a layer :class:`Problem`, the slice of layer vertices, and
+    ``order``.
+
+    Pipeline node ``order[i]`` is layer vertex ``sl.start + i`` (profiled graphs keep the
+    file's node numbering; ONNX layers are numbered in graph order).
+    """
+    sl = problem.layer_slice(layer_group(problem))
+    if problem.profile is not None:
+        return problem.profile.pipeline(problem.k), sl, np.asarray(problem.profile.order)
+    devices = problem.devices if problem.devices is not None else DeviceSet.identical(problem.k)
+    syn = problem.synapses[sl, :][:, sl].tocoo()
+    work = problem.vertex_weight[sl]
+    factor = 2.0 if problem.weight_unit == "macs" else 1.0
+    times = factor * work[None, :] / devices.speeds[:, None]
+    link = devices.default_link
+    out_bytes = problem.activation_bytes[sl].astype(float)
+    has_out = np.zeros(len(work), bool)
+    has_out[syn.row] = True
+    out_cost = np.where(has_out, link.latency + out_bytes / link.bandwidth, 0.0)
+    pipeline = heterogeneous_problem(
+        times,
+        syn.row,
+        syn.col,
+        out_cost,
+        memory=devices.memories,
+        size=problem.param_bytes[sl].astype(float),
+        names=list(devices.names),
+    )
+    return pipeline, sl, np.arange(len(work))
