@@ -76,6 +76,30 @@ def _json_default(obj):
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+_OPTION_HELP = (
+    "A partitioner parameter, NAME=VALUE (repeatable; VALUE is read as JSON: 4, 0.5, true, "
+    "null, else as a string). `dnnpart partitioners` lists them."
+)
+
+
+def _parse_options(values: tuple[str, ...]) -> dict:
+    """``-O name=value`` pairs: values as JSON scalars (``4``, ``true``, ``null``), else
+    strings."""
+    out = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise click.UsageError(f"-O {item}: use NAME=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw
+        out[name.strip()] = value
+    return out
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dnnpart", prog_name="dnnpart")
 @click.option(
@@ -193,11 +217,23 @@ def _print_import(doc) -> None:
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
 @click.option("--imbalance", type=float, default=0.03, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-O", "--option", "options", multiple=True, metavar="NAME=VALUE", help=_OPTION_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @handle_errors
 def partition_cmd(
-    model, k, devices_file, method, granularity, prune, refine, imbalance, seed, output, as_json
+    model,
+    k,
+    devices_file,
+    method,
+    granularity,
+    prune,
+    refine,
+    imbalance,
+    seed,
+    options,
+    output,
+    as_json,
 ):
     """Partition MODEL for K devices and score the split against the vertical baseline."""
     from dnnpart import partition
@@ -206,6 +242,7 @@ def partition_cmd(
     from dnnpart.importers import load
 
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
+    options = _parse_options(options)
     console = _stderr_console()
     with console.status(f"importing {model}", spinner="dots") as status:
         graph = load(model)
@@ -222,6 +259,7 @@ def partition_cmd(
             refine=refine,
             imbalance=imbalance,
             seed=seed,
+            options=options,
         )
     if output:
         plan.save(output)
@@ -307,10 +345,10 @@ def partitioners_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    for col in ("name", "plugin", "granularities", "parameters", "description"):
-        table.add_column(col)
+    for col in ("name", "plugin", "granularities", "parameters (-O NAME=VALUE)", "description"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items())
+        params = "\n".join(f"{k}={json.dumps(v)}" for k, v in r["parameters"].items())
         table.add_row(
             r["name"], r["plugin"], ", ".join(r["granularities"]), params, r["description"]
         )
@@ -423,6 +461,15 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
     show_default=True,
     help="Seconds one run may take before it is killed (per repetition).",
 )
+@click.option(
+    "-O",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=_OPTION_HELP + " Given to every partitioner that takes NAME; PARTITIONER.NAME=VALUE "
+    "for one.",
+)
 @click.option("--repeat", type=int, default=1, show_default=True, help="Runs per row.")
 @click.option("--median", is_flag=True, help="Report the median of --repeat runs, not the best.")
 @click.option("-j", "--jobs", type=int, help="Worker processes (default: half the cores).")
@@ -448,6 +495,7 @@ def leaderboard_cmd(
     imbalance,
     seed,
     timeout,
+    options,
     repeat,
     median,
     jobs,
@@ -488,6 +536,7 @@ def leaderboard_cmd(
         imbalance=imbalance,
         seed=seed,
         timeout=timeout,
+        options=_parse_options(options),
         repeat=repeat,
         statistic="median" if median else "best",
         jobs=jobs,

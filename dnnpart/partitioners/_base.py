@@ -27,6 +27,7 @@ __all__ = [
     "Boolean",
     "params_of",
     "instantiate",
+    "options_for",
     "with_params_of",
 ]
 
@@ -89,17 +90,32 @@ def params_of(cls: type) -> list[inspect.Parameter]:
     return [p for p in sig.parameters.values() if p.kind not in skip]
 
 
+def options_for(cls: type, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options meant for ``cls``: ``name=value`` where ``cls`` takes ``name``, and
+    ``<partitioner>.name=value`` for its own registry name (``metis.ncuts=4``; it wins)."""
+    names = {p.name for p in params_of(cls)}
+    prefix = f"{getattr(cls, 'name', '')}."
+    options = options or {}
+    out = {key: value for key, value in options.items() if "." not in key and key in names}
+    # a qualified option wins over the same name given to every partitioner
+    out.update({k[len(prefix) :]: v for k, v in options.items() if k.startswith(prefix)})
+    return out
+
+
 def instantiate(cls: type, options: dict[str, Any] | None = None) -> Any:
-    """``cls(**options)``, with a :class:`UsageError` naming the parameters it takes when
-    an option is not one of them."""
+    """``cls(**options)`` (keys as :func:`options_for`), with a :class:`UsageError` naming
+    the parameters it takes when an option is not one of them."""
     options = dict(options or {})
+    mine = options_for(cls, options)
     names = [p.name for p in params_of(cls)]
-    unknown = sorted(set(options) - set(names))
-    if unknown:
+    prefix = f"{getattr(cls, 'name', '')}."
+    stray = [key for key in options if key not in mine and not key.startswith(prefix)]
+    stray += [key for key in mine if key not in names]
+    if stray:
         who = getattr(cls, "name", "") or cls.__name__
         takes = ", ".join(names) if names else "none"
-        raise UsageError(f"partitioner {who!r} has no parameter {unknown[0]!r} (it takes: {takes})")
-    return cls(**options)
+        raise UsageError(f"partitioner {who!r} has no parameter {stray[0]!r} (it takes: {takes})")
+    return cls(**mine)
 
 
 class Partitioner:

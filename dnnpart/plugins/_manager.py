@@ -135,14 +135,10 @@ def _summary(doc: str) -> str:
 
 def parameters_of(cls: type) -> dict[str, Any]:
     """Keyword parameters of ``cls.__init__`` with their defaults (JSON-safe; repr if not)."""
-    try:
-        sig = inspect.signature(cls)
-    except (TypeError, ValueError):
-        return {}
+    from dnnpart.partitioners._base import params_of
+
     out = {}
-    for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
+    for p in params_of(cls):
         value = None if p.default is p.empty else p.default
         try:
             json.dumps(value)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnpart.errors import UsageError
+from dnnpart.partitioners._base import options_for
 
 __all__ = ["Row", "Task", "plan_tasks", "load_partitioner", "STATUSES", "GRANULARITIES"]
 
@@ -39,6 +40,7 @@ class Task:
     seed: int = 0
     repeat: int = 1
     verify: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # the partitioner's parameters
 
 
 @dataclass
@@ -122,6 +124,7 @@ def plan_tasks(
     granularity: str | Sequence[str] = "neuron",
     devices: Any = None,
     registry_classes: dict[str, type],
+    options: dict[str, Any] | None = None,
     **common: Any,
 ) -> tuple[list[Task], list[Row]]:
     """The runs to do, and rows settled without running (unsupported granularity).
@@ -157,6 +160,11 @@ def plan_tasks(
     for m in models:
         if not Path(m).is_file():
             raise UsageError(f"model not found: {m}")
+    options = dict(options or {})
+    taken = {key for n in names for key in options if options_for(registry_classes[n], {key: 0})}
+    if set(options) - taken:
+        stray = sorted(set(options) - taken)[0]
+        raise UsageError(f"option {stray!r} is not a parameter of any partitioner of this run")
     tasks: list[Task] = []
     settled: list[Row] = []
     # Model-major order: a worker then loads each model once and keeps it cached.
@@ -170,5 +178,8 @@ def plan_tasks(
                             reason = f"does not support {g} granularity"
                             settled.append(Row(model, k, name, g, "skipped", reason))
                         continue
-                    tasks.append(Task(len(tasks), model, k, name, g, devices=devices, **common))
+                    own = options_for(registry_classes[name], options)
+                    tasks.append(
+                        Task(len(tasks), model, k, name, g, devices=devices, options=own, **common)
+                    )
     return tasks, settled

@@ -110,6 +110,7 @@ def run_leaderboard(
     imbalance: float = 0.03,
     seed: int = 0,
     timeout: float = 300.0,
+    options: dict[str, Any] | None = None,
     load_timeout: float | None = None,
     repeat: int = 1,
     statistic: str = "best",
@@ -137,6 +138,9 @@ def run_leaderboard(
         As in :func:`dnnpart.partition`.
     timeout : float
         Seconds per repetition of one run (partition, score, verify) before it is killed.
+    options : dict, optional
+        Partitioner parameters: ``name`` goes to every partitioner that takes it,
+        ``"<partitioner>.name"`` to that one only; one no partitioner takes is an error.
     load_timeout : float, optional
         Seconds a worker may take to import a model (default ``max(timeout, 120)``).
     repeat : int
@@ -190,6 +194,7 @@ def run_leaderboard(
         prune=prune,
         imbalance=imbalance,
         seed=seed,
+        options=options,
         repeat=repeat,
         verify=verify,
     )

@@ -117,6 +117,7 @@ def _run_task(task: Task, graph) -> dict[str, Any]:
                 prune=task.prune,
                 imbalance=task.imbalance,
                 seed=task.seed,
+                options=task.options,
             )
         )
     plan = plans[0]
