@@ -23,6 +23,7 @@ __all__ = [
     "transformer_block",
     "control_flow",
     "external_mlp",
+    "branch_net",
     "save",
     "EXTERNAL_LOCATION",
 ]
@@ -391,6 +392,69 @@ def external_mlp(
     counts differ from weight sizes.
     """
     return mlp_matmul(sizes, prune=prune, seed=seed)
+
+
+def branch_net(
+    kind: str, channels: int = 4, *, image: int = 8, classes: int = 3, seed: int = 0
+) -> onnx.ModelProto:
+    """Three 3x3 convolutions (pad 1, bias, Relu) whose channels travel through a
+    ``kind`` of connection, then GlobalAveragePool -> Flatten -> Gemm(transB=1).
+
+    ``"pool"``: ``conv0 -> MaxPool(2, stride 2) -> conv1 -> conv2`` (a channel shrinks
+    before it is sent); ``"residual"``: ``conv2`` reads ``r0 + r1`` (a channel of ``r0``
+    read through two tensors); ``"concat"``: ``conv2`` reads ``Concat(r0, r1)`` (channels
+    renumbered). Input ``input`` is ``(1, channels, image, image)``; every convolution has
+    ``channels`` outputs, ``conv2`` takes ``2 * channels`` inputs for ``"concat"``.
+    """
+    if kind not in ("pool", "residual", "concat"):
+        raise ValueError(kind)
+    c = channels
+    rng = np.random.default_rng(seed)
+    c2_in = 2 * c if kind == "concat" else c
+    inits = []
+    for i, cin in enumerate((c, c, c2_in)):
+        inits.append(
+            _init(f"conv{i}.weight", rng.standard_normal((c, cin, 3, 3)).astype(np.float32))
+        )
+        inits.append(_init(f"conv{i}.bias", rng.standard_normal(c).astype(np.float32)))
+    inits.append(_init("fc.weight", rng.standard_normal((classes, c)).astype(np.float32)))
+    inits.append(_init("fc.bias", rng.standard_normal(classes).astype(np.float32)))
+    pads = [1, 1, 1, 1]
+
+    def conv(i, x):
+        w, b = f"conv{i}.weight", f"conv{i}.bias"
+        return [
+            helper.make_node("Conv", [x, w, b], [f"c{i}"], name=f"conv{i}", pads=pads),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
+
+    nodes = conv(0, "input")
+    if kind == "pool":
+        nodes.append(
+            helper.make_node(
+                "MaxPool", ["r0"], ["m0"], name="pool", kernel_shape=[2, 2], strides=[2, 2]
+            )
+        )
+        nodes += conv(1, "m0") + conv(2, "r1")
+    else:
+        nodes += conv(1, "r0")
+        op = helper.make_node("Add", ["r0", "r1"], ["j"], name="join")
+        if kind == "concat":
+            op = helper.make_node("Concat", ["r0", "r1"], ["j"], name="join", axis=1)
+        nodes += [op, *conv(2, "j")]
+    nodes += [
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"{kind}_net",
+        [helper.make_tensor_value_info("input", _F, [1, c, image, image])],
+        [helper.make_tensor_value_info("output", _F, [1, classes])],
+        inits,
+    )
+    return _model(graph, 17)
 
 
 def save(

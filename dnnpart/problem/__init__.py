@@ -17,6 +17,8 @@ from dnnpart.problem._helpers import (
     free_sources,
     group_loads,
     is_balanced,
+    net_incidence,
+    net_volume,
     place_free_sources,
     place_unbalanced,
 )
@@ -68,6 +70,8 @@ __all__ = [
     "is_balanced",
     "layer_problem",
     "max_load",
+    "net_incidence",
+    "net_volume",
     "neuron_problem",
     "pipeline_problem_of",
     "place_free_sources",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from dnnpart.problem._problem import Problem
 
 __all__ = [
+    "net_incidence",
+    "net_volume",
     "loose_note",
     "contiguous_slices",
     "place_unbalanced",
@@ -155,3 +158,33 @@ def loose_note(who: str, problem: Problem, g: int) -> str:
         f"{who}: no assignment of layer {problem.layer_names[g]!r} within its tight "
         "capacities was found; it is balanced to the loose bound (share + heaviest vertex)"
     )
+
+
+def net_incidence(problem: Problem) -> sp.csr_array:
+    """Net x vertex incidence of :attr:`Problem.communication`, each net's source a pin too.
+
+    The hypergraph whose connectivity - 1 (the number of devices a net spans, minus one),
+    weighted by ``problem.communication.elements``, is scoring's ``volume``
+    (:func:`net_volume`): a net is sent once to every device other than its source's that
+    holds one of its consumers. Shape (m, n), values 1.
+    """
+    comm = problem.communication
+    m, n = comm.pins.shape
+    pins = sp.coo_array(comm.pins)
+    rows = np.concatenate([pins.row, np.arange(m)])
+    cols = np.concatenate([pins.col, comm.source])
+    inc = sp.csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(m, n))
+    inc.sum_duplicates()
+    inc.data[:] = 1
+    return inc
+
+
+def net_volume(problem: Problem, labels: np.ndarray) -> int:
+    """Connectivity - 1 of ``labels`` over :func:`net_incidence`, weighted by the nets'
+    elements: the ``volume`` :func:`dnnpart.scoring.score` reports."""
+    labels = problem.validate(labels, "labels")
+    inc = net_incidence(problem)
+    rows = np.repeat(np.arange(inc.shape[0], dtype=np.int64), np.diff(inc.indptr))
+    spans = np.unique(rows * problem.k + labels[inc.indices])
+    lam = np.bincount(spans // problem.k, minlength=inc.shape[0])
+    return int(np.dot(np.maximum(lam - 1, 0), problem.communication.elements))

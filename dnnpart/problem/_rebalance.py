@@ -75,6 +75,7 @@ def rebalance(
     adjacency: sp.csr_array | None = None,
     *,
     tight: bool = False,
+    groups=None,
 ) -> np.ndarray:
     """Move vertices out of overloaded devices until every balanced group fits.
 
@@ -89,12 +90,13 @@ def rebalance(
     that fit (a generalised assignment, :func:`dnnpart.problem._assign.assign_or_none`)
     and, failing that, repaired to the loose capacities.
 
-    ``adjacency`` may pass :attr:`Problem.adjacency` if the caller already built it.
-    Returns a new label array; groups already within capacities are left untouched.
+    ``adjacency`` may pass :attr:`Problem.adjacency` if the caller already built it;
+    ``groups`` limits the repair to those balanced groups (default: all). Returns a new
+    label array; groups already within capacities are left untouched.
     """
     labels = np.array(problem.validate(labels, "labels"), copy=True)
     adj = adjacency
-    for g in np.flatnonzero(problem.balanced):
+    for g in np.flatnonzero(problem.balanced) if groups is None else groups:
         caps = problem.capacities(g, tight=tight)
         if np.all(group_loads(problem, labels, g) <= caps + 1e-9):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,12 @@ import pytest
 import scipy.sparse as sp
 
 pytest.importorskip("dnnpart_mtkahypar", reason="pip install -e plugins/dnnpart-mtkahypar")
-from dnnpart_mtkahypar import MtKaHyParPartitioner  # noqa: E402
-from dnnpart_mtkahypar._nets import sub_hypergraph, volume  # noqa: E402
+from dnnpart_mtkahypar import MtKaHyParPartitioner, km1  # noqa: E402
+from dnnpart_mtkahypar._nets import sub_hypergraph  # noqa: E402
 
 from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
+from dnnpart.problem import net_incidence, net_volume
 from dnnpart.scoring import score
 from dnnpart.testing import check_partitioner, conformance_problems
 
@@ -63,15 +65,15 @@ def test_the_hypergraph_objective_is_dnnparts_volume():
     for _, p in conformance_problems("neuron", 3) + conformance_problems("layer", 3):
         rng = np.random.default_rng(1)
         labels = rng.integers(0, 3, p.num_vertices)
-        syn = sp.csr_array(p.synapses)
-        assert volume(syn, p.activation_elements, labels, 3) == score(p, labels).volume
+        assert net_volume(p, labels) == km1(p, labels) == score(p, labels).volume
 
 
 def test_sub_hypergraph_keeps_placed_pins_fixed_and_drops_unplaced_ones():
     # 0 -> 2, 1 -> 2, 2 -> 3: free = {2}; 0 placed on 1, 1 unplaced, 3 unplaced.
     syn = sp.csr_array((np.ones(3), ([0, 1, 2], [2, 2, 3])), shape=(4, 4))
+    inc = net_incidence(Problem(synapses=syn, vertex_weight=np.ones(4), layer_offsets=[0, 4], k=2))
     labels = np.array([1, -1, -1, -1])
-    sub = sub_hypergraph(syn, sp.csr_array(syn.T), np.ones(4, np.int64), np.array([2]), labels)
+    sub = sub_hypergraph(inc, sp.csr_array(inc.T), np.ones(4, np.int64), np.array([2]), labels)
     assert sub.vertices.tolist() == [2, 0] and sub.num_free == 1
     assert sub.nets == [[1, 0]]  # the net of 0 = {0, 2}; nets of 1 and 2 have one pin left
     assert sub.fixed_blocks.tolist() == [-1, 1]
@@ -79,7 +81,8 @@ def test_sub_hypergraph_keeps_placed_pins_fixed_and_drops_unplaced_ones():
 
 def test_bad_parameters_are_usage_errors():
     p = _permuted_chain(width=4, depth=1, k=2)
-    for kwargs in ({"mode": "fast"}, {"preset": "best"}, {"passes": -1}, {"threads": 0}):
+    bad = ({"mode": "fast"}, {"preset": "best"}, {"passes": -1}, {"threads": 0}, {"time_limit": 0})
+    for kwargs in bad:
         with pytest.raises(UsageError):
             MtKaHyParPartitioner(**kwargs).partition(p)
 
@@ -126,3 +129,51 @@ def test_graph_challenge_beats_the_strided_split():
     s = score(p, labels)
     assert s.volume < 1024
     assert s.imbalance <= 1.03 + 1e-9
+
+
+_REPO_TESTS = Path(__file__).resolve().parents[3] / "tests"  # tests/models.py
+
+
+@pytest.mark.parametrize("kind", ["pool", "residual", "concat"])
+@pytest.mark.parametrize("mode", ["sweep", "whole"])
+def test_reported_connectivity_is_the_scored_volume_on_model_problems(tmp_path, kind, mode):
+    # Pooling shrinks a channel before it is sent, a residual reads one channel through two
+    # tensors, a concatenation renumbers channels: a vertex's synapses are not what it
+    # sends. The plugin partitions the nets scoring counts, so Mt-KaHyPar's own
+    # connectivity-1 of the answer is dnnpart's volume.
+    if str(_REPO_TESTS) not in sys.path:  # run from the plugin's folder: dnnpart's helpers
+        sys.path.insert(0, str(_REPO_TESTS))
+    import models
+
+    import dnnpart
+    from dnnpart.problem import build_problem
+
+    graph = dnnpart.load(models.save(models.branch_net(kind), tmp_path, f"{kind}.onnx"))
+    problem = build_problem(graph, "neuron", k=3)
+    assert problem.nets is not None  # the nets differ from the synapses here
+    part = MtKaHyParPartitioner(mode=mode)
+    labels = part.partition(problem)
+    scored = score(problem, labels)
+    assert part.km1_ == scored.volume > 0
+    assert "km1_" not in part.get_params()
+    # not the synapse hypergraph's figure (what the plugin used to minimise)
+    syn_only = Problem(
+        synapses=problem.synapses,
+        vertex_weight=problem.vertex_weight,
+        layer_offsets=problem.layer_offsets,
+        k=3,
+        activation_elements=problem.activation_elements,
+    )
+    assert net_volume(syn_only, labels) != scored.volume
+
+
+def test_time_limit_stops_the_sweeps_with_a_note():
+    from dnnpart._notes import collecting
+
+    p = conformance_problems("neuron", 2, seed=1)[0][1]
+    with collecting() as notes:
+        labels = MtKaHyParPartitioner(time_limit=1e-9).partition(p)
+    assert any("time_limit" in m for m in notes)
+    assert p.validate(labels).shape == (p.num_vertices,)
+    # still a valid, balanced answer on every conformance problem
+    assert check_partitioner(MtKaHyParPartitioner, params={"time_limit": 1e-9}) > 0

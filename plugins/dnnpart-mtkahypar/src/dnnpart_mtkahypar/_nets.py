@@ -1,12 +1,12 @@
-"""The communication hypergraph of a dnnpart Problem, and the pieces Mt-KaHyPar is given.
+"""The pieces of dnnpart's communication hypergraph that Mt-KaHyPar is given.
 
-One net per vertex ``u`` that has consumers: its pins are ``u`` and every vertex that
-consumes ``u``'s output (row ``u`` of ``problem.synapses``), its weight is
-``problem.activation_elements[u]``. The connectivity-minus-one of that net,
-``lambda_u - 1``, is the number of devices other than ``u``'s own that hold a consumer of
-``u`` — exactly how often dnnpart's ``volume`` counts ``u``'s activation (Catalyurek and
-Aykanat, 1999). Minimising the weighted connectivity-minus-one (Mt-KaHyPar's ``KM1``) is
-therefore minimising dnnpart's volume.
+The hypergraph is :func:`dnnpart.problem.net_incidence`: one net per net of
+``problem.communication`` (a tensor, or one neuron's slice of it), its pins the vertex that
+produces it and the vertices that consume it, its weight the elements it carries. Its
+weighted connectivity-minus-one is exactly dnnpart's ``volume`` (Catalyurek and Aykanat,
+1999), so minimising Mt-KaHyPar's ``KM1`` objective minimises the volume scoring reports --
+on problems built from models too, where pooling, residuals and concatenations make a
+vertex send different data to different consumers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SubHypergraph", "sub_hypergraph", "volume"]
+__all__ = ["SubHypergraph", "sub_hypergraph"]
 
 
 @dataclass
@@ -37,10 +37,20 @@ class SubHypergraph:
     def num_vertices(self) -> int:
         return len(self.vertices)
 
+    def km1(self, blocks_free: np.ndarray) -> int:
+        """Weighted connectivity-minus-one of these nets with the free vertices on
+        ``blocks_free``."""
+        blocks = self.fixed_blocks.copy()
+        blocks[: self.num_free] = blocks_free
+        return sum(
+            int(w) * (len(set(blocks[net].tolist())) - 1)
+            for net, w in zip(self.nets, self.net_weights, strict=True)
+        )
+
 
 def sub_hypergraph(
-    synapses: sp.csr_array,
-    producers: sp.csr_array,
+    incidence: sp.csr_array,
+    incidence_t: sp.csr_array,
     net_weight: np.ndarray,
     free: np.ndarray,
     labels: np.ndarray,
@@ -49,12 +59,12 @@ def sub_hypergraph(
 
     Parameters
     ----------
-    synapses : csr_array, shape (n, n)
-        ``synapses[u, v] != 0`` when ``v`` consumes ``u``.
-    producers : csr_array, shape (n, n)
-        Its transpose in CSR (row ``v`` lists the producers of ``v``).
-    net_weight : ndarray, shape (n,)
-        Weight of the net of each vertex (its activation elements).
+    incidence : csr_array, shape (m, n)
+        Net x vertex (:func:`dnnpart.problem.net_incidence`).
+    incidence_t : csr_array, shape (n, m)
+        Its transpose in CSR (row ``v`` lists the nets ``v`` is a pin of).
+    net_weight : ndarray, shape (m,)
+        Weight of each net (the elements it carries).
     free : ndarray of int
         Global ids of the vertices to place (sorted).
     labels : ndarray, shape (n,)
@@ -64,53 +74,28 @@ def sub_hypergraph(
     Returns
     -------
     SubHypergraph
-        Nets with at least two kept pins, at least one of them free, with their weights.
+        Nets with at least two kept pins, at least one of them free, and a positive weight.
     """
-    n = synapses.shape[0]
+    n = incidence.shape[1]
     is_free = np.zeros(n, dtype=bool)
     is_free[free] = True
-    # Nets touching a free vertex: its own, and those of its producers.
-    prod = producers[free]
-    sources = np.union1d(free, prod.indices)
-    rows = synapses[sources]
-    counts = np.diff(rows.indptr)
-    sources = sources[counts > 0]
-    rows = synapses[sources]
-    counts = np.diff(rows.indptr)
-    net_of_pin = np.concatenate(
-        [np.arange(len(sources)), np.repeat(np.arange(len(sources)), counts)]
-    )
-    pins = np.concatenate([sources, rows.indices])
+    nets = np.unique(incidence_t[free].indices)
+    rows = incidence[nets]
+    net_of_pin = np.repeat(np.arange(len(nets)), np.diff(rows.indptr))
+    pins = rows.indices
     keep = is_free[pins] | (labels[pins] >= 0)
     net_of_pin, pins = net_of_pin[keep], pins[keep]
-    size = np.bincount(net_of_pin, minlength=len(sources))
-    free_pins = np.bincount(net_of_pin, weights=is_free[pins], minlength=len(sources))
-    useful = (size >= 2) & (free_pins >= 1) & (net_weight[sources] > 0)
+    size = np.bincount(net_of_pin, minlength=len(nets))
+    free_pins = np.bincount(net_of_pin, weights=is_free[pins], minlength=len(nets))
+    useful = (size >= 2) & (free_pins >= 1) & (net_weight[nets] > 0)
     keep = useful[net_of_pin]
     net_of_pin, pins = net_of_pin[keep], pins[keep]
-    order = np.argsort(net_of_pin, kind="stable")
-    net_of_pin, pins = net_of_pin[order], pins[order]
     fixed = np.setdiff1d(np.unique(pins), free)
     vertices = np.concatenate([free, fixed])
     local = np.full(n, -1, dtype=np.int64)
     local[vertices] = np.arange(len(vertices))
     kept = np.flatnonzero(useful)
     bounds = np.cumsum(size[kept])[:-1]
-    nets = [a.tolist() for a in np.split(local[pins], bounds)] if len(kept) else []
+    groups = [a.tolist() for a in np.split(local[pins], bounds)] if len(kept) else []
     blocks = np.concatenate([np.full(len(free), -1, dtype=np.int64), labels[fixed]])
-    return SubHypergraph(vertices, len(free), nets, net_weight[sources[kept]], blocks)
-
-
-def volume(synapses: sp.csr_array, net_weight: np.ndarray, labels: np.ndarray, k: int) -> int:
-    """Weighted connectivity-minus-one of ``labels`` (dnnpart's ``volume``)."""
-    counts = np.diff(synapses.indptr)
-    rows = np.repeat(np.arange(synapses.shape[0]), counts)
-    own = sp.csr_array(
-        (np.ones(synapses.shape[0]), (np.arange(synapses.shape[0]), labels)),
-        shape=(synapses.shape[0], k),
-    )
-    hit = sp.csr_array(
-        (np.ones(len(rows)), (rows, labels[synapses.indices])), shape=(synapses.shape[0], k)
-    )
-    reached = ((hit + own) > 0).sum(axis=1) - 1
-    return int(np.dot(np.asarray(reached).ravel(), net_weight))
+    return SubHypergraph(vertices, len(free), groups, net_weight[nets[kept]], blocks)
