@@ -1,6 +1,6 @@
-"""Partitioners and the problem type they solve."""
+"""Partitioners, the problem type they solve, and the checks of their parameters."""
 
-from dnnpart.partitioners._base import Partitioner
+from dnnpart.partitioners._base import Boolean, Choice, Integer, Interval, Partitioner
 from dnnpart.problem._problem import Nets, Problem
 
-__all__ = ["Nets", "Partitioner", "Problem"]
+__all__ = ["Boolean", "Choice", "Integer", "Interval", "Nets", "Partitioner", "Problem"]

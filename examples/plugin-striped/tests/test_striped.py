@@ -5,12 +5,31 @@ import pytest
 import scipy.sparse as sp
 from dnnpart_striped import StripedPartitioner, stripe
 
+from dnnpart.errors import UsageError
 from dnnpart.partitioners import Problem
-from dnnpart.testing import check_partitioner
+from dnnpart.problem import is_balanced
+from dnnpart.scoring import score
+from dnnpart.testing import check_partitioner, conformance_problems
 
 
-def test_conformance():
-    assert check_partitioner(StripedPartitioner) > 0
+@pytest.mark.parametrize("params", [{}, {"inputs": "follow"}, {"tight": True}])
+def test_conformance(params):
+    assert check_partitioner(StripedPartitioner, params=params) > 0
+
+
+def test_following_inputs_never_sends_more_and_tight_keeps_tight_capacities():
+    for _, p in conformance_problems("neuron", 3):
+        plain = StripedPartitioner().partition(p)
+        follow = StripedPartitioner(inputs="follow").partition(p)
+        assert score(p, follow).volume <= score(p, plain).volume
+        assert is_balanced(p, StripedPartitioner(tight=True).partition(p), tight=True)
+
+
+def test_bad_parameters_are_usage_errors():
+    p = _layers([4, 4])
+    for params in ({"inputs": "nearest"}, {"tight": "yes"}):
+        with pytest.raises(UsageError):
+            StripedPartitioner(**params).partition(p)
 
 
 def _layers(sizes, weight=None, k=2, targets=None):

@@ -9,14 +9,22 @@ in order, to the device whose load is furthest below its share (ties to the lowe
 With equal neurons and equal devices that is exactly ``i mod k``; with unequal neurons or
 devices no device ever exceeds its share by more than one vertex, which is within
 ``problem.capacities(g)``.
+
+It shows the helpers dnnpart offers partitioner authors (:mod:`dnnpart.problem`): with
+``inputs="follow"`` the model's inputs and layers placed whole go next to their
+neighbours (:func:`~dnnpart.problem.place_unbalanced`), and ``tight=True`` repairs every
+layer to its tight capacities (:func:`~dnnpart.problem.rebalance`), saying so in a note
+(:func:`dnnpart._notes.note`) when that moved anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dnnpart.partitioners import Partitioner, Problem
+from dnnpart._notes import note
+from dnnpart.partitioners import Boolean, Choice, Partitioner, Problem
 from dnnpart.plugins import hookimpl
+from dnnpart.problem import is_balanced, place_unbalanced, rebalance
 
 __all__ = ["StripedPartitioner", "stripe", "register_partitioners"]
 __version__ = "0.1.0"
@@ -59,14 +67,29 @@ def stripe(weights: np.ndarray, targets: np.ndarray) -> np.ndarray:
 class StripedPartitioner(Partitioner):
     """Stripe every layer over the devices: vertex ``i`` of a layer to device ``i mod k``.
 
-    Balanced layers are striped by weight (see :func:`stripe`); the model's inputs and
-    layers placed whole are striped by position. Deterministic: no randomness at all.
+    Balanced layers are striped by weight (see :func:`stripe`). Deterministic: no
+    randomness at all.
+
+    Parameters
+    ----------
+    inputs : {"stripe", "follow"}
+        The model's inputs and layers placed whole: striped by position, or each next to
+        most of its neighbours (:func:`dnnpart.problem.place_unbalanced`).
+    tight : bool
+        Repair every balanced layer to ``problem.capacities(g, tight=True)``
+        (:func:`dnnpart.problem.rebalance`); striping keeps the loose ones.
     """
 
     name = "striped"
     granularities = ("neuron", "layer")
+    constraints = {"inputs": Choice("stripe", "follow"), "tight": Boolean}
+
+    def __init__(self, inputs: str = "stripe", tight: bool = False) -> None:
+        self.inputs = inputs
+        self.tight = tight
 
     def partition(self, problem: Problem) -> np.ndarray:
+        params = self.checked_params()  # UsageError for a bad value
         labels = np.empty(problem.num_vertices, dtype=np.int64)
         equal = np.full(problem.k, 1.0 / problem.k)
         for g in range(problem.num_layers):
@@ -75,6 +98,11 @@ class StripedPartitioner(Partitioner):
                 labels[sl] = stripe(problem.vertex_weight[sl], problem.targets)
             else:
                 labels[sl] = stripe(np.zeros(sl.stop - sl.start), equal)
+        if params["inputs"] == "follow":
+            labels = place_unbalanced(problem, labels)
+        if params["tight"] and not is_balanced(problem, labels, tight=True):
+            labels = rebalance(problem, labels, tight=True)
+            note("striped: some layers were repaired to their tight capacities")
         return labels
 
 

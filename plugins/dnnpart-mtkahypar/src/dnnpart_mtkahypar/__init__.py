@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnpart.partitioners import Partitioner, Problem
-from dnnpart.partitioners._base import Choice, Integer, Interval, with_params_of
+from dnnpart.partitioners import Choice, Integer, Interval, Partitioner, Problem
+from dnnpart.partitioners._base import with_params_of
 from dnnpart.plugins import hookimpl
 from dnnpart.problem import rebalance
 from dnnpart_mtkahypar._partition import MODES, PRESETS, TIME_LIMIT, Solver, km1, sweep, whole
