@@ -182,146 +182,38 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
     devices = _default_devices(problem) if devices is None else devices
     if not isinstance(devices, DeviceSet):
         raise UsageError(f"devices must be a DeviceSet, got {type(devices).__name__}")
-    k, L = problem.k, problem.num_layers
+    k = problem.k
     if devices.k != k:
         raise UsageError(f"the device set has {devices.k} devices but the problem k = {k}")
-    layer = problem.layer_of
-    speeds, targets = devices.speeds, devices.targets
     bw, lat = devices.link_arrays()
-    S = problem.synapses
-    nets = problem.communication
-    P = nets.pins
-    indptr, indices = P.indptr, P.indices
-    net_el, net_b, net_src = nets.elements, nets.nbytes, nets.source
-    lab32 = labels.astype(np.int32)
-    neuron = problem.granularity == "neuron"
-    # Without explicit nets the pins are the synapses: the cut comes from the same pass.
-    cut_here = P is S
-
-    # -- communication: one pass over row blocks of the nets ----------------------------
-    cut = 0.0
-    volume = volume_bytes = messages = 0
-    traffic = np.zeros(k * k)
-    # Bytes per (first consuming group, sender, receiver), for the neuron-level latency.
-    dense_links = L * k * k <= _DENSE_GROUP_LINKS
-    g_bytes = np.zeros(L * k * k if dense_links else 0)
-    g_count = np.zeros_like(g_bytes)
-    g_parts: list[tuple[np.ndarray, np.ndarray]] = []
-    send = np.zeros(k)
-    recv = np.zeros(k)
-    for r0, r1 in _row_blocks(indptr, k):
-        lo, hi = int(indptr[r0]), int(indptr[r1])
-        if hi == lo:
-            continue
-        cols = indices[lo:hi]
-        rows = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(indptr[r0 : r1 + 1]))
-        lv = lab32[cols]
-        cross = lab32[net_src[r0:r1]][rows] != lv
-        if cut_here:
-            cut += float(S.data[lo:hi][cross].sum())
-        # One cell per (net, receiving device); its value is the first consuming group
-        # there (L = no consumer), so duplicates of a message collapse to one.
-        cell = rows[cross] * k + lv[cross]
-        first = np.full((r1 - r0) * k, L, dtype=np.int64)
-        if neuron:
-            np.minimum.at(first, cell, layer[cols[cross]])
-        else:
-            first[cell] = 0
-        idx = np.flatnonzero(first < L)
-        if idx.size == 0:
-            continue
-        u = r0 + idx // k
-        b = idx % k
-        a = labels[net_src[u]]
-        nbytes = net_b[u]
-        volume += int(net_el[u].sum())
-        volume_bytes += int(nbytes.sum())
-        messages += int(idx.size)
-        traffic += np.bincount(a * k + b, weights=nbytes, minlength=k * k)
-        if neuron:
-            key = (first[idx] * k + a) * k + b
-            if dense_links:
-                g_bytes += np.bincount(key, weights=nbytes, minlength=L * k * k)
-                g_count += np.bincount(key, minlength=L * k * k)
-            else:
-                ukey, inv = np.unique(key, return_inverse=True)
-                g_parts.append((ukey, np.bincount(inv, weights=nbytes)))
-        else:
-            t = lat[a, b] + nbytes / bw[a, b]
-            send += np.bincount(a, weights=t, minlength=k)
-            recv += np.bincount(b, weights=t, minlength=k)
-    if not cut_here:
-        cut = _cut(S, lab32, k)
-
+    comm = _Traffic(problem, labels, bw, lat)
     act_b = problem.activation_bytes
-    indptr = S.indptr
-    has_consumer = np.diff(indptr) > 0
+    has_consumer = np.diff(problem.synapses.indptr) > 0
     output_bytes = np.bincount(
         labels[~has_consumer], weights=act_b[~has_consumer], minlength=k
     ).astype(np.int64)
-
-    # -- balance --------------------------------------------------------------------
-    gd = layer * k + labels
-    loads = np.bincount(gd, weights=problem.vertex_weight, minlength=L * k).reshape(L, k)
-    neurons = np.bincount(gd, minlength=L * k).reshape(L, k)
-    per_group: list[float | None] = [None] * L
-    for g in np.flatnonzero(problem.balanced):
-        total = loads[g].sum()
-        if total > 0:
-            per_group[g] = float(np.max(loads[g] / (targets * total)))
-    worst = [x for x in per_group if x is not None]
-    all_load = loads.sum(axis=0)
-    total = all_load.sum()
-    imbalance_total = float(np.max(all_load / (targets * total))) if total > 0 else 1.0
-
-    # -- memory ---------------------------------------------------------------------
+    balance = _Balance(problem, labels, devices.targets)
     memory = np.bincount(labels, weights=problem.param_bytes + act_b, minlength=k)
     memory = memory.astype(np.int64)
     overflow = [int(d) for d in np.flatnonzero(memory > devices.memories)]
-
-    # -- latency --------------------------------------------------------------------
-    if problem.weight_unit == "seconds":
-        sec_per_unit = speeds.max() / speeds  # weight = seconds on the fastest device
-    else:
-        sec_per_unit = 2.0 / speeds  # a MAC is two FLOPs
-    compute_s = transfer_s = None
-    time_per_sample = None
-    if neuron:
-        compute = (loads * sec_per_unit).max(axis=1)
-        if dense_links:
-            used = np.flatnonzero(g_count)  # a message pays the latency even if empty
-            used_bytes = g_bytes[used]
-        elif g_parts:
-            used, inv = np.unique(np.concatenate([p[0] for p in g_parts]), return_inverse=True)
-            used_bytes = np.bincount(inv, weights=np.concatenate([p[1] for p in g_parts]))
-        else:
-            used, used_bytes = np.zeros(0, dtype=np.int64), np.zeros(0)
-        link = used % (k * k)
-        transfer = np.zeros(L)
-        np.maximum.at(transfer, used // (k * k), lat.ravel()[link] + used_bytes / bw.ravel()[link])
-        latency = float(compute.sum() + transfer.sum())
-        compute_s, transfer_s = compute.tolist(), transfer.tolist()
-    else:
-        vtime = problem.vertex_weight * sec_per_unit[labels]
-        latency = _makespan(problem, labels, vtime, bw, lat)
-        dev_compute = np.bincount(labels, weights=vtime, minlength=k)
-        time_per_sample = float(np.max(dev_compute + send + recv))
-
+    latency, time_per_sample, compute_s, transfer_s = _latency(
+        problem, labels, devices, comm, balance.loads
+    )
     return Scores(
         k=k,
         granularity=problem.granularity,
         device_names=list(devices.names),
-        cut=cut,
-        volume=volume,
-        volume_bytes=volume_bytes,
-        messages=messages,
-        traffic_bytes=np.rint(traffic).astype(np.int64).reshape(k, k),
+        cut=comm.cut,
+        volume=comm.volume,
+        volume_bytes=comm.volume_bytes,
+        messages=comm.messages,
+        traffic_bytes=np.rint(comm.traffic).astype(np.int64).reshape(k, k),
         output_bytes=output_bytes,
-        imbalance=max(worst) if worst else 1.0,
-        imbalance_per_group=per_group,
-        imbalance_total=imbalance_total,
-        loads=loads,
-        neurons=neurons,
+        imbalance=balance.worst,
+        imbalance_per_group=balance.per_group,
+        imbalance_total=balance.total,
+        loads=balance.loads,
+        neurons=balance.neurons,
         memory_bytes=memory,
         memory_ok=not overflow,
         memory_overflow=overflow,
@@ -331,6 +223,140 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         transfer_s_per_group=transfer_s,
         max_load=_max_load(problem, labels),
     )
+
+
+class _Traffic:
+    """Cut, volume, messages and per-link bytes: one pass over row blocks of the nets.
+
+    At neuron level it also keeps the bytes per (first consuming group, sender, receiver)
+    for the latency (:meth:`group_links`); at layer level the link time each device sends
+    and receives (``send``, ``recv``).
+    """
+
+    def __init__(self, problem: Problem, labels: np.ndarray, bw: np.ndarray, lat: np.ndarray):
+        k, L = problem.k, problem.num_layers
+        layer = problem.layer_of
+        S = problem.synapses
+        nets = problem.communication
+        P = nets.pins
+        indptr, indices = P.indptr, P.indices
+        net_el, net_b, net_src = nets.elements, nets.nbytes, nets.source
+        lab32 = labels.astype(np.int32)
+        neuron = problem.granularity == "neuron"
+        # Without explicit nets the pins are the synapses: the cut comes from the same pass.
+        cut_here = P is S
+        self.k, self.L = k, L
+        cut = 0.0
+        volume = volume_bytes = messages = 0
+        traffic = np.zeros(k * k)
+        # Bytes per (first consuming group, sender, receiver), for the neuron-level latency.
+        self.dense_links = dense_links = L * k * k <= _DENSE_GROUP_LINKS
+        g_bytes = np.zeros(L * k * k if dense_links else 0)
+        g_count = np.zeros_like(g_bytes)
+        g_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        send = np.zeros(k)
+        recv = np.zeros(k)
+        for r0, r1 in _row_blocks(indptr, k):
+            lo, hi = int(indptr[r0]), int(indptr[r1])
+            if hi == lo:
+                continue
+            cols = indices[lo:hi]
+            rows = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(indptr[r0 : r1 + 1]))
+            lv = lab32[cols]
+            cross = lab32[net_src[r0:r1]][rows] != lv
+            if cut_here:
+                cut += float(S.data[lo:hi][cross].sum())
+            # One cell per (net, receiving device); its value is the first consuming group
+            # there (L = no consumer), so duplicates of a message collapse to one.
+            cell = rows[cross] * k + lv[cross]
+            first = np.full((r1 - r0) * k, L, dtype=np.int64)
+            if neuron:
+                np.minimum.at(first, cell, layer[cols[cross]])
+            else:
+                first[cell] = 0
+            idx = np.flatnonzero(first < L)
+            if idx.size == 0:
+                continue
+            u = r0 + idx // k
+            b = idx % k
+            a = labels[net_src[u]]
+            nbytes = net_b[u]
+            volume += int(net_el[u].sum())
+            volume_bytes += int(nbytes.sum())
+            messages += int(idx.size)
+            traffic += np.bincount(a * k + b, weights=nbytes, minlength=k * k)
+            if neuron:
+                key = (first[idx] * k + a) * k + b
+                if dense_links:
+                    g_bytes += np.bincount(key, weights=nbytes, minlength=L * k * k)
+                    g_count += np.bincount(key, minlength=L * k * k)
+                else:
+                    ukey, inv = np.unique(key, return_inverse=True)
+                    g_parts.append((ukey, np.bincount(inv, weights=nbytes)))
+            else:
+                t = lat[a, b] + nbytes / bw[a, b]
+                send += np.bincount(a, weights=t, minlength=k)
+                recv += np.bincount(b, weights=t, minlength=k)
+        self.cut = cut if cut_here else _cut(S, lab32, k)
+        self.volume, self.volume_bytes, self.messages = volume, volume_bytes, messages
+        self.traffic, self.send, self.recv = traffic, send, recv
+        self._g_bytes, self._g_count, self._g_parts = g_bytes, g_count, g_parts
+
+    def group_links(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cells ``(group * k + sender) * k + receiver`` with a message, and their bytes."""
+        if self.dense_links:
+            used = np.flatnonzero(self._g_count)  # a message pays the latency even if empty
+            return used, self._g_bytes[used]
+        if self._g_parts:
+            parts = self._g_parts
+            used, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+            return used, np.bincount(inv, weights=np.concatenate([p[1] for p in parts]))
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+
+
+class _Balance:
+    """Loads and vertex counts per group and device, and the imbalance figures."""
+
+    def __init__(self, problem: Problem, labels: np.ndarray, targets: np.ndarray):
+        k, L = problem.k, problem.num_layers
+        gd = problem.layer_of * k + labels
+        loads = np.bincount(gd, weights=problem.vertex_weight, minlength=L * k).reshape(L, k)
+        self.loads = loads
+        self.neurons = np.bincount(gd, minlength=L * k).reshape(L, k)
+        per_group: list[float | None] = [None] * L
+        for g in np.flatnonzero(problem.balanced):
+            total = loads[g].sum()
+            if total > 0:
+                per_group[g] = float(np.max(loads[g] / (targets * total)))
+        self.per_group = per_group
+        worst = [x for x in per_group if x is not None]
+        self.worst = max(worst) if worst else 1.0
+        all_load = loads.sum(axis=0)
+        total = all_load.sum()
+        self.total = float(np.max(all_load / (targets * total))) if total > 0 else 1.0
+
+
+def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads: np.ndarray):
+    """``(latency_s, time_per_sample_s, compute_s_per_group, transfer_s_per_group)``."""
+    speeds = devices.speeds
+    bw, lat = devices.link_arrays()
+    k = problem.k
+    if problem.weight_unit == "seconds":
+        sec_per_unit = speeds.max() / speeds  # weight = seconds on the fastest device
+    else:
+        sec_per_unit = 2.0 / speeds  # a MAC is two FLOPs
+    if problem.granularity == "neuron":
+        compute = (loads * sec_per_unit).max(axis=1)
+        used, used_bytes = comm.group_links()
+        link = used % (k * k)
+        transfer = np.zeros(problem.num_layers)
+        np.maximum.at(transfer, used // (k * k), lat.ravel()[link] + used_bytes / bw.ravel()[link])
+        latency = float(compute.sum() + transfer.sum())
+        return latency, None, compute.tolist(), transfer.tolist()
+    vtime = problem.vertex_weight * sec_per_unit[labels]
+    latency = _makespan(problem, labels, vtime, bw, lat)
+    dev_compute = np.bincount(labels, weights=vtime, minlength=k)
+    return latency, float(np.max(dev_compute + comm.send + comm.recv)), None, None
 
 
 def _max_load(problem: Problem, labels: np.ndarray) -> float | None:

@@ -159,6 +159,36 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
     nodes = r.array(doc, "nodes", "top level")
     edges = r.array(doc, "edges", "top level")
 
+    ids, names, fpga, cpu, size, supported, backward, color, index_of = _read_nodes(r, nodes)
+    n = len(nodes)
+    src, dst, ecost, esize, out_cost = _read_edges(r, edges, index_of, names)
+    _check_acyclic(src, dst, n, ids, names, source)
+    arrays = (ids, fpga, cpu, size, supported, color, backward, src, dst, ecost, esize, out_cost)
+    for a in arrays:
+        a.flags.writeable = False
+    return ProfiledGraph(
+        ids=ids,
+        names=tuple(names),
+        fpga_time=fpga,
+        cpu_time=cpu,
+        size=size,
+        supported_on_fpga=supported,
+        color_class=color,
+        is_backward=backward,
+        src=src,
+        dst=dst,
+        edge_cost=ecost,
+        edge_size=esize,
+        out_cost=out_cost,
+        max_fpgas=max_fpgas,
+        max_cpus=max_cpus,
+        max_size_per_fpga=max_size,
+    )
+
+
+def _read_nodes(r: _Reader, nodes: list):
+    """The node arrays of a profiled graph, in file order, and the index of every id."""
+    source = r.source
     n = len(nodes)
     ids = np.empty(n, dtype=np.int64)
     names: list[str] = []
@@ -191,7 +221,13 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
         backward[i] = r.flag(node, "isBackwardNode", where)
         cc = node.get("colorClass")
         color[i] = -1 if cc is None else r.integer(node, "colorClass", where)
+    return ids, names, fpga, cpu, size, supported, backward, color, index_of
 
+
+def _read_edges(r: _Reader, edges: list, index_of: dict[int, int], names: list[str]):
+    """Edge arrays (node indices) and each node's out-cost, the same on all its out-edges."""
+    source = r.source
+    n = len(index_of)
     m = len(edges)
     src = np.empty(m, dtype=np.int64)
     dst = np.empty(m, dtype=np.int64)
@@ -228,29 +264,7 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
         else:
             cost_from[s] = j
             out_cost[s] = ecost[j]
-
-    _check_acyclic(src, dst, n, ids, names, source)
-    arrays = (ids, fpga, cpu, size, supported, color, backward, src, dst, ecost, esize, out_cost)
-    for a in arrays:
-        a.flags.writeable = False
-    return ProfiledGraph(
-        ids=ids,
-        names=tuple(names),
-        fpga_time=fpga,
-        cpu_time=cpu,
-        size=size,
-        supported_on_fpga=supported,
-        color_class=color,
-        is_backward=backward,
-        src=src,
-        dst=dst,
-        edge_cost=ecost,
-        edge_size=esize,
-        out_cost=out_cost,
-        max_fpgas=max_fpgas,
-        max_cpus=max_cpus,
-        max_size_per_fpga=max_size,
-    )
+    return src, dst, ecost, esize, out_cost
 
 
 def _check_acyclic(src, dst, n, ids, names, source) -> None:
