@@ -32,5 +32,8 @@ class Partitioner:
         raise NotImplementedError
 
     def get_params(self) -> dict:
-        """Parameters given to ``__init__`` (for plans and reports)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """Parameters given to ``__init__`` (for plans and reports): not private names, nor
+        what the run left behind (scikit-learn's trailing underscore, e.g. ``messages_``)."""
+        return {
+            k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")
+        }
