@@ -46,11 +46,13 @@ class _Busy:
         self.progress.update(self.task, description=escape(text))
 
     def __enter__(self):
-        self.progress.start()
+        if self.progress.console.is_terminal:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
 
 def _fail(message: str, code: int) -> None:
@@ -268,9 +270,12 @@ def partition_cmd(
 
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
     # everything that does not need the model first: a typo costs no import
+    profiled = str(model).lower().endswith(".json")  # the file's own devices
+    if k is None and devices is None and not profiled:
+        raise UsageError("give -k N or --devices FILE")
     check_request(
         k=k, method=method, devices=devices, granularity=granularity, prune=prune,
-        imbalance=imbalance, profiled=str(model).lower().endswith(".json"),
+        imbalance=imbalance, profiled=profiled,
     )  # fmt: skip
     if output:
         check_output(output, force=force)

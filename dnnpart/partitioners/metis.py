@@ -28,6 +28,7 @@ from numbers import Integral
 
 import numpy as np
 
+from dnnpart._notes import note
 from dnnpart.errors import DnnpartError, ResourceLimitError, UsageError
 from dnnpart.partitioners._base import Partitioner
 from dnnpart.partitioners._stdio import c_stdout_to_stderr
@@ -149,7 +150,6 @@ def metis_partition(
     seed: int | None = None,
     repair: bool = True,
     max_constraints: int = 32,
-    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Partition with METIS, one balance constraint per balanced layer.
 
@@ -173,9 +173,6 @@ def metis_partition(
     max_constraints : int
         Most balance constraints handed to METIS; with more balanced layers, layer ``g``
         shares column ``g % max_constraints`` (balanced jointly, then repaired).
-    notes : list of str, optional
-        Gets one line summing up what METIS printed (e.g. "Cannot bisect a graph with 0
-        vertices" when k exceeds what a layer can be cut into), instead of the terminal.
 
     Returns
     -------
@@ -229,8 +226,8 @@ def metis_partition(
             lib, idx, opt, adj.indptr, adj.indices, eweights, vw.ravel(), vsize, ncon, k,
             tpwgts, options,
         )  # fmt: skip
-        if printed and notes is not None:
-            notes.append(_printed_note(printed))
+        if printed:  # e.g. "Cannot bisect a graph with 0 vertices!" once per empty part
+            note(_printed_note(printed))
     else:  # pragma: no cover - only when pymetis' extension hides METIS' symbols
         import pymetis
 
@@ -271,12 +268,10 @@ class MetisPartitioner(Partitioner):
         self.max_constraints = max_constraints
 
     def partition(self, problem: Problem) -> np.ndarray:
-        self.messages_: list[str] = []
         return metis_partition(
             problem,
             objective=self.objective,
             ncuts=self.ncuts,
             repair=self.repair,
             max_constraints=self.max_constraints,
-            notes=self.messages_,
         )
