@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["split_view"]
+__all__ = ["split_view", "layer_table", "MAX_DEVICE_COLUMNS"]
+
+MAX_DEVICE_COLUMNS = 8  # beyond, a layer row sums its devices up (min, max, devices used)
 
 
 def _devices(devices: dict[str, Any] | None, scores: dict[str, Any], k: int) -> list[dict]:
@@ -121,3 +123,29 @@ def split_view(
             }
         )
     return {"devices": out_devices, "layers": out_layers}
+
+
+def layer_table(view: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-layer part of ``view`` as text: column names and rows.
+
+    Up to :data:`MAX_DEVICE_COLUMNS` devices, one column per device with ``count (share
+    of the layer's work)``; more devices are summed up per layer (fewest and most
+    vertices on a device, devices used), so the table stays readable at k = 64.
+    """
+    names = [d["name"] for d in view["devices"]]
+    wide = len(names) <= MAX_DEVICE_COLUMNS
+    head = ["layer", "total", *(names if wide else ["fewest", "most", "devices used"])]
+    rows = []
+    for layer in view["layers"]:
+        counts = layer["counts"]
+        if wide:
+            shares = layer["shares"] or [None] * len(counts)
+            cells = [
+                str(c) if share is None or not c else f"{c} ({share:.0%})"
+                for c, share in zip(counts, shares, strict=True)
+            ]
+        else:
+            cells = [str(min(counts)), str(max(counts)), str(sum(1 for c in counts if c))]
+        imb = "-" if layer["imbalance"] is None else f"{layer['imbalance']:.3f}"
+        rows.append([layer["name"], str(layer["vertices"]), *cells, imb])
+    return [*head, "imbalance"], rows

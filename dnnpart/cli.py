@@ -420,6 +420,7 @@ def _print_split(plan, view) -> None:
     from rich.table import Table
 
     from dnnpart._format import si, size
+    from dnnpart._show import layer_table
 
     out = Console()
     unit = "neurons/channels" if plan.granularity == "neuron" else "layers"
@@ -446,21 +447,14 @@ def _print_split(plan, view) -> None:
                 for g, runs in d["positions"].items()
             )
             out.print(f"{escape(d['name'])}: {where or 'nothing'}", highlight=False)
+    head, rows = layer_table(view)
     layers = Table(
         title=f"per layer: {unit} per device (share of the layer's work)", title_justify="left"
     )
-    layers.add_column("layer", no_wrap=True)
-    layers.add_column("total", justify="right")
-    for d in devs:
-        layers.add_column(escape(d["name"]), justify="right", no_wrap=True)
-    layers.add_column("imbalance", justify="right")
-    for row in view["layers"]:
-        cells = [escape(row["name"]), str(row["vertices"])]
-        for d, count in enumerate(row["counts"]):
-            share = row["shares"][d] if row["shares"] is not None else None
-            cells.append(str(count) if share is None or not count else f"{count} ({share:.0%})")
-        cells.append("-" if row["imbalance"] is None else f"{row['imbalance']:.3f}")
-        layers.add_row(*cells)
+    for i, col in enumerate(head):
+        layers.add_column(escape(col), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        layers.add_row(*map(escape, row))
     out.print(layers)
 
 

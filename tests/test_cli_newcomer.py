@@ -288,3 +288,13 @@ def test_readme_setup_creates_the_environment_once_and_docs_cover_the_formats():
     for words in ("[[link.pair]]", "between", "1 TFLOPS", "10 Gbit/s", "50 µs", "fpgaLatency",
                   "cpuLatency", "sourceId", "maxSizePerFPGA", "labels"):  # fmt: skip
         assert words in formats, words
+
+
+def test_show_sums_layers_up_beyond_eight_devices(tmp_path):
+    out = tmp_path / "p16.json"
+    assert cli("partition", MLP, "-k", "16", "-p", "vertical", "-o", out).exit_code == 0
+    text = cli("show", out).stdout
+    head = next(line for line in text.splitlines() if "fewest" in line)
+    assert "devices used" in head and "dev15" not in head
+    fc1 = next(line for line in text.splitlines() if line.strip("│ ").startswith("fc1"))
+    assert fc1.split("│")[3].strip() == "18" and fc1.split("│")[5].strip() == "16"

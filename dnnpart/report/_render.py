@@ -383,7 +383,7 @@ def to_html(
 def _split_html(row: Row, gran: str) -> list[str]:
     """The winner's split per device and layer (as ``dnnpart show`` prints it)."""
     from dnnpart._format import si, size
-    from dnnpart._show import split_view
+    from dnnpart._show import layer_table, split_view
 
     esc = html.escape
     view = split_view(row.groups, row.scores, row.devices)
@@ -404,21 +404,17 @@ def _split_html(row: Row, gran: str) -> list[str]:
             f"<td{over}>{esc(size(d['memory_bytes']))}</td><td>{esc(limit)}</td></tr>"
         )
     out.append("</tbody></table>")
+    head, rows = layer_table(view)
     out.append(
-        f"<table class='split'><thead><tr><th class='name'>layer</th><th>{unit}</th>"
-        + "".join(f"<th>{esc(d['name'])}</th>" for d in view["devices"])
-        + "<th>imbalance</th></tr></thead><tbody>"
+        "<table class='split'><thead><tr><th class='name'>layer</th>"
+        + "".join(f"<th>{esc(c)}</th>" for c in head[1:])
+        + "</tr></thead><tbody>"
     )
-    for layer in view["layers"]:
-        cells = []
-        for d, count in enumerate(layer["counts"]):
-            share = layer["shares"][d] if layer["shares"] is not None else None
-            cells.append(f"{count}" if share is None or not count else f"{count} ({share:.0%})")
-        imb = "-" if layer["imbalance"] is None else f"{layer['imbalance']:.3f}"
+    for row in rows:
         out.append(
-            f"<tr><td class='name'>{esc(layer['name'])}</td><td>{layer['vertices']}</td>"
-            + "".join(f"<td>{c}</td>" for c in cells)
-            + f"<td>{imb}</td></tr>"
+            f"<tr><td class='name'>{esc(row[0])}</td>"
+            + "".join(f"<td>{esc(c)}</td>" for c in row[1:])
+            + "</tr>"
         )
     out.append("</tbody></table>")
     return out
