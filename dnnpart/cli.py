@@ -326,8 +326,8 @@ def _memory_problem(plan) -> str:
     from dnnpart._format import size
     from dnnpart._show import split_view
 
-    over = [d for d in split_view(plan.groups, plan.scores, plan.devices)["devices"]]
-    over = [d for d in over if not d["memory_ok"]]
+    devices = split_view(plan.groups, plan.scores, plan.devices)["devices"]
+    over = [d for d in devices if not d["memory_ok"]]
     return "the split does not fit in memory: " + ", ".join(
         f"{d['name']} needs {size(d['memory_bytes'])}, has {size(d['memory'])}" for d in over
     )
