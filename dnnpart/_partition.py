@@ -172,8 +172,10 @@ def check_request(
         raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
     if prune is not None:
         check_ratio(prune)
-    if isinstance(imbalance, bool) or not isinstance(imbalance, (int, float)) or not (
-        imbalance >= 0
+    if (
+        isinstance(imbalance, bool)
+        or not isinstance(imbalance, (int, float))
+        or not (imbalance >= 0)
     ):
         raise UsageError(f"imbalance must be >= 0, got {imbalance!r}")
     return cls

@@ -13,6 +13,7 @@ up to its last transfer and the difference arose after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ def divergence(
     reference: dict[str, np.ndarray],
     rtol: float,
     atol: float | None,
+    compare: Callable,
 ) -> str:
     """One sentence: the first transfer that differs from the whole model, or that none do.
 
@@ -50,9 +52,10 @@ def divergence(
         The whole model's value of each tensor that crossed devices, by tensor name.
     rtol, atol
         The tolerances of the comparison (as for the outputs).
+    compare : callable
+        ``compare(name, got, want, rtol, atol) -> (max abs error, problem or None)``: the
+        rule the outputs were compared by.
     """
-    from dnnpart.runtime._verify import _compare
-
     transfers = manifest["transfers"]
     names = [str(d["name"]) for d in manifest["devices"]["device"]]
     checked, worst, peak = 0, 0.0, 0.0
@@ -64,7 +67,7 @@ def divergence(
         want = whole if t["indices"] is None else np.take(whole, t["indices"], axis=t["axis"])
         where = f"tensor {t['tensor']!r} sent {names[int(t['from'])]} -> {names[int(t['to'])]}"
         rounding = 64 * float(np.finfo(want.dtype).eps) if want.dtype.kind in "fc" else 0.0
-        err, problem = _compare(t["tensor"], np.asarray(sent), want, max(rtol, rounding), atol)
+        err, problem = compare(t["tensor"], np.asarray(sent), want, max(rtol, rounding), atol)
         if problem:
             return (
                 f"the split first departs from the whole model at {where} "
