@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["si", "size"]
+__all__ = ["si", "size", "duration", "ratio"]
 
 
 def si(n: float | None, unit: str = "") -> str:
@@ -23,3 +23,27 @@ def size(n: float | None) -> str:
         if abs(n) >= factor:
             return f"{n / factor:.1f} {prefix}B"
     return f"{int(n)} B"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds for people: ``2.0e-4`` -> ``"200.00 µs"``, ``0.05`` -> ``"50.00 ms"``."""
+    if seconds is None:
+        return "-"
+    v = float(seconds)
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-3:
+        return f"{v * 1e6:.2f} µs"
+    if abs(v) < 1:
+        return f"{v * 1e3:.2f} ms"
+    return f"{v:.2f} s"
+
+
+def ratio(x: float | None) -> str:
+    """A ratio with 3 decimals, or 2 significant digits below 0.001 (never ``"0.000"``)."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if x == 0 or abs(x) >= 1e-3:
+        return f"{x:.3f}"
+    return f"{x:.2g}"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from dnnpart._notes import collecting
 from dnnpart._plan import Plan, file_sha256
@@ -16,7 +19,7 @@ from dnnpart.plugins import get_registry
 from dnnpart.problem import Problem, build_problem
 from dnnpart.scoring import ratios, score
 
-__all__ = ["partition"]
+__all__ = ["partition", "check_request"]
 
 BASELINE = "vertical"
 
@@ -33,6 +36,7 @@ def partition(
     imbalance: float = 0.03,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Plan:
     """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
 
@@ -60,6 +64,9 @@ def partition(
         Seed of every random choice.
     options : dict, optional
         The partitioner's own parameters.
+    progress : callable, optional
+        Called with the name of each step as it starts (pruning, building the problem,
+        partitioning, scoring).
 
     Returns
     -------
@@ -67,12 +74,21 @@ def partition(
         The validated labels, their scores, the vertical baseline's scores on the same
         problem, and the notes partitioner and passes made (``plan.messages``).
     """
+    say = progress or (lambda text: None)
+    profiled = graph.profile is not None
+    check_request(
+        k=k, method=method, devices=devices, granularity=granularity, prune=prune,
+        imbalance=imbalance, profiled=profiled,
+    )  # fmt: skip
     devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)
     granularity = _granularity(graph, cls, method, granularity)
     with collecting() as notes:
+        if prune:
+            say(f"pruning {prune:g} of the weights")
         graph, passes = apply_passes(graph, prune_passes(prune))
+        say(f"building the {granularity} problem")
         problem = build_problem(
             graph,
             granularity,
@@ -82,7 +98,9 @@ def partition(
             seed=seed,
             devices=devices,
         )
+        say(f"partitioning with {method}")
         partitioner, labels, seconds = _run(problem, cls, method, options, refine)
+    say("scoring")
     scores = score(problem, labels, devices)
     base_labels = registry.get(BASELINE)().partition(problem)
     baseline = score(problem, problem.validate(base_labels, who=BASELINE), devices)
@@ -110,9 +128,75 @@ def partition(
         model=graph.path,
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
-        messages=notes,
+        messages=[*notes, *_idle_message(method, scores, devices)],
         passes=passes,
     )
+
+
+def check_request(
+    *,
+    k: int | None = None,
+    method: str = "metis",
+    devices: DeviceSet | None = None,
+    granularity: str | None = None,
+    prune: float | None = None,
+    imbalance: float = 0.03,
+    profiled: bool = False,
+) -> type:
+    """Check the arguments of :func:`partition` that do not need the model; return the
+    partitioner class.
+
+    The command line calls it before loading the model, so a typo costs no import.
+
+    Raises
+    ------
+    UsageError
+        No k and no devices (unless ``profiled``: the file has its own), k not a positive
+        integer or not the device count, an unknown partitioner or a granularity it does
+        not handle, a prune ratio outside [0, 1), a negative imbalance.
+    """
+    from dnnpart.compress._prune import check_ratio
+
+    if k is not None:
+        DeviceSet.identical(k)  # the check of k
+    if devices is None and k is None and not profiled:
+        raise UsageError("give k or devices")
+    if devices is not None and k is not None and k != devices.k:
+        raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
+    cls = get_registry().get(method)
+    supported = getattr(cls, "granularities", ("neuron", "layer"))
+    if granularity is not None and granularity not in supported:
+        raise UsageError(f"partitioner {method!r} does not support {granularity!r} granularity")
+    if prune is not None:
+        check_ratio(prune)
+    if (
+        isinstance(imbalance, bool)
+        or not isinstance(imbalance, (int, float))
+        or not (imbalance >= 0)
+    ):
+        raise UsageError(f"imbalance must be >= 0, got {imbalance!r}")
+    return cls
+
+
+def _idle_message(method: str, scores, devices: DeviceSet) -> list[str]:
+    """Say so when the split leaves devices idle, and why when it is one device for all."""
+    from dnnpart._format import duration
+
+    used = np.flatnonzero(np.asarray(scores.neurons).sum(axis=0))
+    if len(used) == devices.k:
+        return []
+    idle = [n for d, n in enumerate(devices.names) if d not in set(used.tolist())]
+    text = f"{method} left {len(idle)} of {devices.k} devices idle ({', '.join(idle[:4])}"
+    text += f" +{len(idle) - 4})" if len(idle) > 4 else ")"
+    links = [devices.default_link, *devices.links.values()]
+    message = min(link.time(0) for link in links)
+    if len(used) == 1 and scores.latency_s <= message:
+        text += (
+            f": the whole model takes {duration(scores.latency_s)} on "
+            f"{devices.names[used[0]]}, less than one message between devices "
+            f"({duration(message)} link latency), so splitting it cannot be faster"
+        )
+    return [text]
 
 
 def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> DeviceSet:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import InvalidModelError
+from dnnpart.errors import InvalidModelError, UsageError
 
 __all__ = ["Plan", "file_sha256"]
 
@@ -80,23 +79,14 @@ class Plan:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as JSON atomically (a temporary file renamed into place)."""
-        text = json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from dnnpart._output import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:
+        d = _read_json(path)
         try:
-            with open(path) as f:
-                d = json.load(f)
             groups = d["groups"]
             return cls(
                 method=d["method"],
@@ -129,3 +119,27 @@ def _passes_of(d: dict[str, Any]) -> list[dict[str, Any]]:
             raise TypeError("passes must be a list")
         return list(d["passes"])
     return passes_from_parameters(d.get("parameters"))
+
+
+def _read_json(path: str | os.PathLike) -> Any:
+    """The plan file's JSON, with messages for the usual mistakes (no file, a model)."""
+    if not os.path.exists(path):
+        raise UsageError(f"plan file not found: {os.fspath(path)}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read plan {os.fspath(path)}: {exc.strerror}") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        hint = " (it looks like an ONNX model: the order is MODEL PLAN)" if _onnx_like(data) else ""
+        raise InvalidModelError(f"{os.fspath(path)} is not a dnnpart plan (JSON){hint}") from None
+    except ValueError as exc:
+        raise InvalidModelError(f"not a valid dnnpart plan: {os.fspath(path)} ({exc})") from None
+
+
+def _onnx_like(data: bytes) -> bool:
+    # an ONNX ModelProto starts with field 1 (ir_version, varint: 0x08) and names its
+    # producer or opsets soon after; JSON starts with "{" or whitespace
+    return data[:1] == b"\x08" or b"onnx" in data[:256].lower()

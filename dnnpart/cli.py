@@ -23,7 +23,36 @@ __all__ = ["main"]
 def _stderr_console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    # soft_wrap: a warning is one line in a log file, not cut at 80 columns
+    return Console(stderr=True, soft_wrap=True)
+
+
+class _Busy:
+    """A spinner with the elapsed time on stderr (nothing when stderr is not a terminal)."""
+
+    def __init__(self, console, text: str):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task(escape(text), total=None)
+
+    def __call__(self, text: str) -> None:
+        self.progress.update(self.task, description=escape(text))
+
+    def __enter__(self):
+        if self.progress.console.is_terminal:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
 
 
 def _fail(message: str, code: int) -> None:
@@ -115,6 +144,7 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     dnnpart import model.onnx                    the model as a partitioning problem
     dnnpart leaderboard model.onnx -k 2 4 8      which partitioner wins, and by how much
     dnnpart partition model.onnx -k 4 -p metis -o plan.json   a scored split
+    dnnpart show plan.json                       the split per device and layer
     dnnpart export model.onnx plan.json -o split/             one ONNX file per device
     dnnpart verify split/                        the split computes what the model did
     dnnpart compress model.onnx --prune 0.9 --share-bits 5 -o small.onnx   Deep Compression
@@ -147,13 +177,13 @@ def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> No
     from dnnpart.importers import load
 
     console = _stderr_console()
-    with console.status(f"importing {model}", spinner="dots") as status:
+    with _Busy(console, f"importing {model}") as status:
 
         def progress(done: int, total: int, what: str) -> None:
-            status.update(f"importing {model}: {what} {done}/{total}")
+            status(f"importing {model}: {what} {done}/{total}")
 
         graph = load(model, strict=strict, progress=progress)
-        status.update(f"counting synapses of {model}")
+        status(f"counting synapses of {model}")
         doc = graph.summary(synapses=not no_synapses)
     if as_json:
         _emit_json(doc)
@@ -205,7 +235,14 @@ def _print_import(doc) -> None:
     type=click.Path(dir_okay=False),
     help="Device file (TOML): names, speeds, memory, links.",
 )
-@click.option("-p", "--partitioner", "method", default="metis", show_default=True)
+@click.option(
+    "-p",
+    "--partitioner",
+    "method",
+    default="metis",
+    show_default=True,
+    help="Partitioner name (see `dnnpart partitioners`).",
+)
 @click.option(
     "--granularity",
     type=click.Choice(["neuron", "layer"]),
@@ -215,10 +252,19 @@ def _print_import(doc) -> None:
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
-@click.option("--imbalance", type=float, default=0.03, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--imbalance",
+    type=float,
+    default=0.03,
+    show_default=True,
+    help="Tolerated overload per layer: 0.03 lets a device take 3 %% more than its share.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of randomised partitioners."
+)
 @click.option("-O", "--option", "options", multiple=True, metavar="NAME=VALUE", help=_OPTION_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @handle_errors
 def partition_cmd(
@@ -233,22 +279,38 @@ def partition_cmd(
     seed,
     options,
     output,
+    force,
     as_json,
 ):
-    """Partition MODEL for K devices and score the split against the vertical baseline."""
+    """Partition MODEL for K devices and score the split against the vertical baseline.
+
+    Exit code 5 when the split does not fit in the devices' memory (the plan is still
+    written and shown).
+    """
     from dnnpart import partition
+    from dnnpart._output import check_output
+    from dnnpart._partition import check_request
     from dnnpart.devices import DeviceSet
-    from dnnpart.errors import UsageError
+    from dnnpart.errors import ResourceLimitError, UsageError
     from dnnpart.importers import load
 
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
     options = _parse_options(options)
+    # everything that does not need the model first: a typo costs no import
+    profiled = str(model).lower().endswith(".json")  # the file's own devices
+    if k is None and devices is None and not profiled:
+        raise UsageError("give -k N or --devices FILE")
+    check_request(
+        k=k, method=method, devices=devices, granularity=granularity, prune=prune,
+        imbalance=imbalance, profiled=profiled,
+    )  # fmt: skip
+    if output:
+        check_output(output, force=force)
     console = _stderr_console()
-    with console.status(f"importing {model}", spinner="dots") as status:
+    with _Busy(console, f"importing {model}") as status:
         graph = load(model)
         if k is None and devices is None and graph.profile is None:
             raise UsageError("give -k N or --devices FILE")
-        status.update(f"partitioning with {method}")
         plan = partition(
             graph,
             k=k,
@@ -260,6 +322,7 @@ def partition_cmd(
             imbalance=imbalance,
             seed=seed,
             options=options,
+            progress=status,
         )
     if output:
         plan.save(output)
@@ -272,7 +335,8 @@ def partition_cmd(
             "baseline": plan.baseline,
             "ratios": plan.ratios,
             "seconds": plan.seconds,
-            "plan": output,
+            "plan": plan.to_dict(),
+            "plan_file": output,
             "messages": plan.messages,
         }
         _emit_json(doc)
@@ -280,6 +344,21 @@ def partition_cmd(
         _print_partition(plan)
     for w in [*graph.warnings, *plan.messages]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    if output:
+        console.print(f"wrote {output}; see it with: dnnpart show {output}", highlight=False)
+    if not plan.scores.get("memory_ok", True):
+        raise ResourceLimitError(_memory_problem(plan))
+
+
+def _memory_problem(plan) -> str:
+    from dnnpart._format import size
+    from dnnpart._show import split_view
+
+    devices = split_view(plan.groups, plan.scores, plan.devices)["devices"]
+    over = [d for d in devices if not d["memory_ok"]]
+    return "the split does not fit in memory: " + ", ".join(
+        f"{d['name']} needs {size(d['memory_bytes'])}, has {size(d['memory'])}" for d in over
+    )
 
 
 _SCORE_ROWS = (
@@ -298,34 +377,113 @@ def _print_partition(plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dnnpart._format import si, size
+    from dnnpart._format import ratio
+    from dnnpart.report._render import format_value
 
-    def fmt(value, how):
-        if value is None:
-            return "-"
-        if how == "si":
-            return si(value)
-        if how == "size":
-            return size(value)
-        if how == "time":
-            return f"{value * 1e3:.3f} ms"
-        return f"{value:.3f}"
-
+    kinds = {"si": "count", "size": "size", "time": "time", "ratio": "ratio"}
     table = Table(title=escape(f"{plan.method}, k = {plan.k}, {plan.granularity} granularity"))
     for col in ("metric", plan.method, "vertical", "ratio"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for label, key, how in _SCORE_ROWS:
-        ratio = (plan.ratios or {}).get(key)
         table.add_row(
             label,
-            fmt(plan.scores.get(key), how),
-            fmt((plan.baseline or {}).get(key), how),
-            f"{ratio:.3f}" if ratio is not None else "-",
+            format_value(plan.scores.get(key), kinds[how]),
+            format_value((plan.baseline or {}).get(key), kinds[how]),
+            ratio((plan.ratios or {}).get(key)),
         )
-    table.add_row(
-        "memory per device", ", ".join(size(m) for m in plan.scores["memory_bytes"]), "", ""
-    )
+    table.add_row("memory (largest device)", _largest(plan.scores), _largest(plan.baseline), "")
+    fits = _memory_fits(plan)
+    if fits:
+        table.add_row("fits in device memory", fits, "", "")
     Console().print(table)
+
+
+def _largest(scores) -> str:
+    from dnnpart._format import size
+
+    memory = (scores or {}).get("memory_bytes")
+    if not memory:
+        return "-"
+    names = scores.get("device_names") or [str(d) for d in range(len(memory))]
+    d = max(range(len(memory)), key=memory.__getitem__)
+    return f"{size(memory[d])} ({escape(str(names[d]))})"
+
+
+def _memory_fits(plan) -> str:
+    """ "yes", or in red the devices whose memory does not hold their part ("" if unlimited)."""
+    from dnnpart._show import split_view
+
+    devices = split_view(plan.groups, plan.scores, plan.devices)["devices"]
+    over = [d["name"] for d in devices if not d["memory_ok"]]
+    if over:
+        shown = ", ".join(over[:3]) + (f" +{len(over) - 3}" if len(over) > 3 else "")
+        return f"[red]no: {escape(shown)}[/red]"
+    return "yes" if any(d["memory"] is not None for d in devices) else ""
+
+
+@main.command("show")
+@click.argument("plan", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the split as JSON on stdout.")
+@handle_errors
+def show_cmd(plan, as_json):
+    """Show PLAN's split per device and layer: counts, shares against targets, memory.
+
+    Per layer, how many neurons (channels; whole layers at layer granularity) each device
+    holds and its share of the layer's work; per device, its share of the model against
+    its target (its speed over the sum of speeds) and its memory against the device's.
+    """
+    from dnnpart._plan import Plan
+    from dnnpart._show import split_view
+
+    p = Plan.load(plan)
+    view = split_view(p.groups, p.scores, p.devices, labels=p.labels, offsets=p.offsets)
+    if as_json:
+        _emit_json({"method": p.method, "k": p.k, "granularity": p.granularity, **view})
+        return
+    _print_split(p, view)
+
+
+def _print_split(plan, view) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dnnpart._format import si, size
+    from dnnpart._show import layer_table
+
+    out = Console()
+    unit = "neurons/channels" if plan.granularity == "neuron" else "layers"
+    devs = view["devices"]
+    table = Table(title=escape(f"{plan.method}, k = {plan.k}: devices"), title_justify="left")
+    for col in ("device", "speed", "target", "share", unit.split("/")[0], "memory", "of"):
+        table.add_column(col, justify="left" if col == "device" else "right", no_wrap=True)
+    for d in devs:
+        share = "-" if d["share"] is None else f"{d['share']:.1%}"
+        table.add_row(
+            escape(d["name"]),
+            si(d["speed"], "FLOPS"),
+            f"{d['target']:.1%}",
+            share,
+            str(d["vertices"]),
+            size(d["memory_bytes"]) if d["memory_ok"] else f"[red]{size(d['memory_bytes'])}[/red]",
+            "unlimited" if d["memory"] is None else size(d["memory"]),
+        )
+    out.print(table)
+    if plan.granularity == "layer":  # which layers: their positions in execution order
+        for d in devs:
+            where = "; ".join(
+                f"{escape(g)} " + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+                for g, runs in d["positions"].items()
+            )
+            out.print(f"{escape(d['name'])}: {where or 'nothing'}", highlight=False)
+    head, rows = layer_table(view)
+    layers = Table(
+        title=f"per layer: {unit} per device (share of the layer's work)", title_justify="left"
+    )
+    for i, col in enumerate(head):
+        layers.add_column(escape(col), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        layers.add_row(*map(escape, row))
+    out.print(layers)
 
 
 @main.command("partitioners")
@@ -483,6 +641,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
     type=click.Path(dir_okay=False),
     help="Write FILE.html, .md, .json or .csv (repeat for several).",
 )
+@click.option("--force", is_flag=True, help="Replace existing -o files.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
 @handle_errors
 def leaderboard_cmd(
@@ -502,6 +661,7 @@ def leaderboard_cmd(
     isolate,
     verify,
     outputs,
+    force,
     as_json,
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
@@ -510,11 +670,23 @@ def leaderboard_cmd(
     also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
     of time fails only its own row. The table goes to stdout (JSON with --json), progress
     to stderr; -o writes a self-contained HTML report, Markdown, JSON or CSV.
+
+    Ctrl-C or SIGTERM stops the runs and still prints and writes the rows that finished
+    (exit 130 or 143). When no row ran, the exit code is that of the rows' error (1 when
+    they differ; 5 for time-outs).
     """
     from pathlib import Path
 
+    from dnnpart._output import check_output
     from dnnpart.devices import DeviceSet
-    from dnnpart.report import FORMATS, print_table, run_leaderboard, to_json, write_report
+    from dnnpart.report import (
+        FORMATS,
+        Interrupted,
+        print_table,
+        run_leaderboard,
+        to_json,
+        write_report,
+    )
 
     k_values, models = _leaderboard_ks(ks, models)
     if not models:
@@ -522,47 +694,107 @@ def leaderboard_cmd(
     for out in outputs:
         if Path(out).suffix.lower() not in FORMATS:
             raise click.UsageError(f"-o {out}: use a .html, .md, .json or .csv file name")
+        check_output(out, force=force)  # before the runs, not after
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
     if not k_values and devices is None:
         raise click.UsageError("give -k K... or --devices FILE")
     names = "all" if partitioners.strip() == "all" else partitioners.split(",")
-    rows = run_leaderboard(
-        models,
-        k_values,
-        [n.strip() for n in names if n.strip()] if names != "all" else "all",
-        granularity=("neuron", "layer") if granularity == "both" else granularity,
-        devices=devices,
-        prune=prune,
-        imbalance=imbalance,
-        seed=seed,
-        timeout=timeout,
-        options=_parse_options(options),
-        repeat=repeat,
-        statistic="median" if median else "best",
-        jobs=jobs,
-        max_tasks_per_worker=1 if isolate else None,
-        verify=verify,
-        progress=True,
-    )
+    stopped = None
+    try:
+        with _sigterm_interrupts() as signalled:
+            rows = run_leaderboard(
+                models,
+                k_values,
+                [n.strip() for n in names if n.strip()] if names != "all" else "all",
+                granularity=("neuron", "layer") if granularity == "both" else granularity,
+                devices=devices,
+                prune=prune,
+                imbalance=imbalance,
+                seed=seed,
+                timeout=timeout,
+                options=_parse_options(options),
+                repeat=repeat,
+                statistic="median" if median else "best",
+                jobs=jobs,
+                max_tasks_per_worker=1 if isolate else None,
+                verify=verify,
+                progress=True,
+            )
+    except Interrupted as exc:
+        rows, stopped = exc.rows, 143 if signalled else 130
     console = _stderr_console()
     meta = {"k": ", ".join(map(str, k_values or [devices.k])), "timeout": f"{timeout:g} s"}
     meta.update({"repeat": f"{repeat} ({'median' if median else 'best'})", "seed": seed})
+    meta["devices"] = _devices_line(devices)
+    if as_json:
+        click.echo(to_json(rows))
+    else:
+        print_table(rows)
     for out in outputs:
         write_report(rows, out, meta=meta)
         console.print(f"wrote {out}", highlight=False)
     unavailable = "export/verify not available"
     if verify and any((r.verify or {}).get("reason") == unavailable for r in rows):
         console.print("[yellow]warning:[/yellow] export/verify not available", highlight=False)
-    if as_json:
-        click.echo(to_json(rows))
-    else:
-        print_table(rows)
     bad = [r for r in rows if r.status in ("failed", "timeout")]
     if bad:
         console.print(
             f"[yellow]{len(bad)} of {len(rows)} runs did not finish[/yellow] (see their notes)",
             highlight=False,
         )
+    if stopped:
+        done = sum(r.status != "interrupted" for r in rows)
+        _fail(f"interrupted after {done} of {len(rows)} runs (those are shown above)", stopped)
+    if rows and not any(r.status == "ok" for r in rows):
+        codes = {r.exit_code or (2 if r.status == "skipped" else 1) for r in rows}
+        first = next((r for r in rows if r.reason), rows[0])
+        _fail(
+            f"no run finished ({len(rows)} {first.status}; first: {first.partitioner}: "
+            f"{first.reason})",
+            codes.pop() if len(codes) == 1 else 1,
+        )
+
+
+def _devices_line(devices) -> str:
+    from dnnpart._format import duration, si, size
+    from dnnpart.devices import DEFAULT_LINK, DEFAULT_SPEED
+
+    if devices is None:
+        return (
+            f"k identical: {si(DEFAULT_SPEED, 'FLOPS')} each, unlimited memory, links "
+            f"{si(DEFAULT_LINK.bandwidth * 8, 'bit/s')} and {duration(DEFAULT_LINK.latency)}"
+        )
+    return "; ".join(
+        f"{d.name} {si(d.speed, 'FLOPS')}"
+        + (f", {size(d.memory)}" if d.memory != float("inf") else "")
+        for d in devices.devices
+    )
+
+
+class _sigterm_interrupts:
+    """Inside the block SIGTERM raises KeyboardInterrupt (so workers are stopped and the
+    finished rows kept, as for Ctrl-C); the block's value is a list, true once signalled."""
+
+    def __enter__(self):
+        import signal
+
+        self.signalled: list[int] = []
+        self.old = None
+        try:
+            self.old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave SIGTERM alone
+            pass
+        return self.signalled
+
+    def _handle(self, signum, frame):
+        self.signalled.append(signum)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
 
 
 # -- compress (issue 14: Deep Compression, accuracy on the user's data) --------------------
@@ -701,13 +933,24 @@ def export_cmd(model, plan, out_dir, force, as_json):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{out_dir}: {summary['granularity']} placement, k = {summary['k']}")
+    from dnnpart._format import si
+
+    title = f"{out_dir}: {summary['granularity']} placement, k = {summary['k']}"
+    table = Table(title=escape(title + ", in execution order"))
     for col in ("device", "stage", "file", "layers", "MACs"):
         table.add_column(col, justify="right" if col == "MACs" else "left")
-    for s in doc["stages"]:
+    device_names = [d["name"] for d in doc["devices"]["device"]]
+    for i in doc["order"]:
+        s = doc["stages"][i]
         names = s["layers"]
         shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
-        table.add_row(str(s["device"]), str(s["stage"]), s["file"], shown, str(s["macs"]))
+        table.add_row(
+            escape(device_names[s["device"]]),
+            str(s["stage"]),
+            escape(s["file"]),
+            escape(shown),
+            si(s["macs"]),
+        )
     Console().print(table)
     click.echo(
         f"{summary['transfers']} transfers, {summary['transfer_bytes']} bytes per sample "
@@ -771,24 +1014,29 @@ def _print_verify(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dnnpart._format import size
+    from dnnpart._format import duration, size
 
     out = Console()
     link = np.asarray(report.link_bytes)
     table = Table(title=f"{report.samples} samples, per sample")
     for col in ("device", "compute", "sent", "received"):
         table.add_column(col, justify="right")
+    names = report.device_names or [str(d) for d in range(len(report.compute_s))]
     for d, secs in enumerate(report.compute_s):
         table.add_row(
-            str(d), f"{secs * 1e3:.3f} ms", size(int(link[d].sum())), size(int(link[:, d].sum()))
+            escape(names[d]),
+            duration(secs),
+            size(int(link[d].sum())),
+            size(int(link[:, d].sum())),
         )
     out.print(table)
     verdict = "[green]ok[/green]" if report.ok else "[red]MISMATCH[/red]"
     out.print(
         f"{verdict}: max abs error {report.max_abs_err:.3g}; bytes moved "
         f"{report.bytes_measured}, planned {report.bytes_planned}; whole model "
-        f"{report.reference_s * 1e3:.3f} ms",
+        f"{duration(report.reference_s)}",
         highlight=False,
+        soft_wrap=True,
     )
     if report.accuracy is not None:
         out.print(
@@ -797,7 +1045,7 @@ def _print_verify(report) -> None:
             highlight=False,
         )
     for p in report.problems:
-        out.print(f"  {p}", highlight=False)
+        out.print(f"  {p}", highlight=False, soft_wrap=True)
 
 
 # -- end of export and verify --------------------------------------------------------------

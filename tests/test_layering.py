@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "_version": 0,
     "graph": 1,
     "devices": 1,
+    "_output": 1,  # output files: checks before the work, atomic writes
     "importers": 2,
     "compress": 3,
     "problem": 4,
@@ -31,6 +32,7 @@ LAYERS: dict[str, int] = {
     "plugins": 6,
     "testing": 7,
     "_plan": 7,
+    "_show": 7,  # the split of a plan per device and layer
     "_partition": 8,
     "exporters": 9,
     "runtime": 10,

@@ -10,7 +10,7 @@ import numpy as np
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph, Weight
 
-__all__ = ["magnitude_prune", "map_weights"]
+__all__ = ["magnitude_prune", "map_weights", "check_ratio"]
 
 
 def map_weights(graph: LayerGraph, change) -> LayerGraph:
@@ -28,14 +28,19 @@ def map_weights(graph: LayerGraph, change) -> LayerGraph:
     return graph.with_layers(layers)
 
 
+def check_ratio(ratio: float) -> None:
+    """Raise :class:`~dnnpart.errors.UsageError` unless ``0 <= ratio < 1``."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (0.0 <= ratio < 1.0):
+        raise UsageError(f"prune ratio must be in [0, 1), got {ratio!r}")
+
+
 def magnitude_prune(graph: LayerGraph, ratio: float) -> LayerGraph:
     """A new graph whose splittable layers keep only their ``1 - ratio`` largest weights.
 
     Per layer, exactly ``round(ratio * size)`` weights are zeroed (ties broken by position,
     so the result is deterministic). Other layers and the original graph are unchanged.
     """
-    if not (0.0 <= ratio < 1.0):
-        raise UsageError(f"prune ratio must be in [0, 1), got {ratio!r}")
+    check_ratio(ratio)
     if ratio == 0.0:
         return graph
 

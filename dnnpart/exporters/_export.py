@@ -7,7 +7,7 @@ from typing import Any
 
 from dnnpart._plan import Plan
 from dnnpart.errors import OutputConflictError, UsageError
-from dnnpart.exporters._manifest import MANIFEST, Split, stage_file
+from dnnpart.exporters._manifest import MANIFEST, Split, file_prefixes, stage_file
 from dnnpart.exporters._source import Source, prepare, stage_model
 from dnnpart.exporters._write import save_model, staged_folder, write_json
 
@@ -59,7 +59,7 @@ def export(
         (exit 6) unless ``force``, which replaces it whole.
     external_min_bytes : int
         Sub-models with at least this many bytes of initializers keep them in
-        ``device{d}_stage{s}.data``.
+        ``{device}_stage{s}.data`` beside ``{device}_stage{s}.onnx``.
 
     Returns
     -------
@@ -97,12 +97,13 @@ def export(
         "devices": plan.devices,
         "volume_bytes_planned": (plan.scores or {}).get("volume_bytes"),
     }
+    prefixes = file_prefixes([d["name"] for d in plan.devices["device"]])
     with staged_folder(out_dir, force=force) as tmp:
         for stage in split.stages:
-            stage.file = stage_file(stage.device, stage.index)
+            stage.file = stage_file(prefixes[stage.device], stage.index)
             size = sum(v.const_value.nbytes for v in stage.graph.initializers.values())
             stage.data = (
-                stage_file(stage.device, stage.index, "data")
+                stage_file(prefixes[stage.device], stage.index, "data")
                 if size >= external_min_bytes
                 else None
             )

@@ -9,8 +9,11 @@ are the same elements as neuron indices of the model's tensor ``tensor``. ``byte
 the transfer carries per sample (the model's inputs with symbolic dimensions set to 1,
 the convention of the plan's scores), None where a shape is unknown.
 
-File names come from device and stage indices only (``device{d}_stage{s}.onnx``); names
-found in the model never reach a path, and :func:`read_manifest` refuses any other name.
+File names are ``{device}_stage{s}.onnx``: the device's name from the device file
+(``jetson_stage0.onnx``) when it is a safe file name (a letter, then up to 31 letters,
+digits, ``_`` or ``-``; unique ignoring case; not a reserved Windows name), else
+``device{d}``. Names found in the model never reach a path, and :func:`read_manifest`
+refuses any name but the one these rules give.
 """
 
 from __future__ import annotations
@@ -31,18 +34,35 @@ __all__ = [
     "Piece",
     "Split",
     "stage_file",
+    "file_prefixes",
     "read_manifest",
     "manifest_passes",
 ]
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-_FILE_RE = re.compile(r"device(\d{1,6})_stage(\d{1,6})\.(onnx|data)")
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d|device\d+)", re.IGNORECASE)
 
 
-def stage_file(device: int, index: int, ext: str = "onnx") -> str:
-    """The file name of a stage: from indices only."""
-    return f"device{int(device)}_stage{int(index)}.{ext}"
+def file_prefixes(names: list[str]) -> list[str]:
+    """Per device, the start of its file names: its name if safe (see the module
+    docstring), else ``device{d}``."""
+    lower = [str(n).lower() for n in names]
+    return [
+        n
+        if isinstance(n, str)
+        and _NAME_RE.fullmatch(n)
+        and not _RESERVED.fullmatch(n)
+        and lower.count(n.lower()) == 1
+        else f"device{d}"
+        for d, n in enumerate(names)
+    ]
+
+
+def stage_file(prefix: str, index: int, ext: str = "onnx") -> str:
+    """The file name of a stage: ``{prefix}_stage{index}.{ext}`` (see :func:`file_prefixes`)."""
+    return f"{prefix}_stage{int(index)}.{ext}"
 
 
 @dataclass
@@ -171,8 +191,9 @@ def _fail(folder, what: str):
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """Read and check ``folder/manifest.json``; the folder is untrusted input.
 
-    Checks the structure, that every file name has the ``device{d}_stage{s}`` form and is
-    a regular file (not a symlink) directly inside ``folder``, that indices are in range
+    Checks the structure, that every file name is the one :func:`file_prefixes` and
+    :func:`stage_file` give for its device and stage and is a regular file (not a
+    symlink) directly inside ``folder``, that indices are in range
     and that the execution order lists each stage once. Raises
     :class:`~dnnpart.errors.InvalidModelError` (exit code 3) otherwise.
     """
@@ -191,6 +212,10 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         if doc.get("format") != FORMAT:
             _fail(folder, f"unknown format {doc.get('format')!r}")
         k = int(doc["k"])
+        names = [d["name"] for d in doc["devices"]["device"]]
+        if len(names) != k:
+            _fail(folder, f"{len(names)} devices listed for k = {k}")
+        prefixes = file_prefixes(names)
         stages = doc["stages"]
         for i, s in enumerate(stages):
             if s["id"] != i or not (0 <= int(s["device"]) < k):
@@ -199,9 +224,10 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
                 name = s[key]
                 if name is None and key == "data":
                     continue
-                m = _FILE_RE.fullmatch(name or "")
-                if m is None or (int(m.group(1)), int(m.group(2))) != (s["device"], s["stage"]):
-                    _fail(folder, f"stage {i}: file name {name!r} is not device<d>_stage<s>")
+                ext = "onnx" if key == "file" else "data"
+                want = stage_file(prefixes[int(s["device"])], int(s["stage"]), ext)
+                if name != want:
+                    _fail(folder, f"stage {i}: file name {name!r} is not {want!r}")
                 full = os.path.join(folder, name)
                 if os.path.islink(full) or not os.path.isfile(full):
                     _fail(folder, f"{name} is missing or not a regular file")

@@ -172,17 +172,18 @@ def stage_model(graph, source: Source):
     )
 
 
-def whole_model(source: Source):
+def whole_model(source: Source, extra_outputs: list[str] | None = None):
     """The whole model after the plan's passes, as an onnx-ir model: extracted like a
     stage (the changed weights and external data read through the source's checked
-    paths), with the model's own inputs and outputs."""
+    paths), with the model's own inputs and outputs (then ``extra_outputs``, inner
+    tensors to return too)."""
     import onnx_ir as ir
 
     graph = source.graph
+    outputs = [t.name for t in graph.outputs]
+    outputs += [n for n in dict.fromkeys(extra_outputs or []) if n not in outputs]
     g = ir.convenience.extract(
-        source.model.graph,
-        [t.name for t in graph.inputs] + sorted(source.overrides),
-        [t.name for t in graph.outputs],
+        source.model.graph, [t.name for t in graph.inputs] + sorted(source.overrides), outputs
     )
     for v in [v for v in g.inputs if v.name in source.overrides]:
         g.inputs.remove(v)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dnnpart._output import _umask
 from dnnpart.errors import OutputConflictError, UsageError
 
 __all__ = ["staged_folder", "write_json", "save_model", "save_model_file", "json_bytes"]
@@ -161,12 +162,6 @@ def _temporary_beside(out: Path, shown) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot create the parent of {shown}: {exc.strerror}") from None
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _remove(path: Path) -> None:

@@ -87,7 +87,7 @@ def _int_weights(w: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _kway(lib, idx, opt, xadj, adjncy, eweights, vweights, vsize, ncon, k, tpwgts, options):
-    """Call METIS_PartGraphKway; returns the part array."""
+    """Call METIS_PartGraphKway; returns the part array and what METIS printed."""
 
     def ptr(a):
         return a.ctypes.data_as(ctypes.c_void_p)
@@ -107,9 +107,11 @@ def _kway(lib, idx, opt, xadj, adjncy, eweights, vweights, vsize, ncon, k, tpwgt
     vweights = np.ascontiguousarray(vweights, dtype=idx)
     vsize = None if vsize is None else np.ascontiguousarray(vsize, dtype=idx)
     other = np.float64 if _lib_state["real"] is np.float32 else np.float32
+    printed: list[str] = []
     for real in (_lib_state["real"], other):
         tp = np.ascontiguousarray(tpwgts, dtype=real)
-        with c_stdout_to_stderr():  # METIS printf()s diagnostics; keep stdout for data
+        printed.clear()
+        with c_stdout_to_stderr(printed):  # METIS printf()s diagnostics: keep them as notes
             status = lib.METIS_PartGraphKway(
                 ptr(args[0]), ptr(args[1]), ptr(xadj), ptr(adjncy), ptr(vweights),
                 None if vsize is None else ptr(vsize), ptr(eweights), ptr(args[2]), ptr(tp),
@@ -123,7 +125,17 @@ def _kway(lib, idx, opt, xadj, adjncy, eweights, vweights, vsize, ncon, k, tpwgt
         raise ResourceLimitError(f"METIS ran out of memory on a graph of {n} vertices")
     if status != _METIS_OK:
         raise DnnpartError(f"METIS_PartGraphKway failed with status {status}")
-    return part.astype(np.int64)
+    return part.astype(np.int64), printed
+
+
+def _printed_note(printed: list[str]) -> str:
+    """What METIS printed, once per distinct line with its count."""
+    counts: dict[str, int] = {}
+    for line in printed:
+        counts[line.strip("* ")] = counts.get(line.strip("* "), 0) + 1
+    return "METIS said: " + "; ".join(
+        f"{line} ({n} times)" if n > 1 else line for line, n in counts.items()
+    )
 
 
 class MetisPartitioner(Partitioner):
@@ -204,10 +216,12 @@ class MetisPartitioner(Partitioner):
             lib, idx, opt = lib
             tpwgts = np.repeat(problem.targets[:, None], ncon, axis=1).ravel()
             vsize = np.maximum(problem.activation_elements, 1) if objective == "volume" else None
-            labels = _kway(
+            labels, printed = _kway(
                 lib, idx, opt, adj.indptr, adj.indices, eweights, vw.ravel(), vsize, ncon, k,
                 tpwgts, options,
             )  # fmt: skip
+            if printed:  # e.g. "Cannot bisect a graph with 0 vertices!" once per empty part
+                note(_printed_note(printed))
         else:  # pragma: no cover - only when pymetis' extension hides METIS' symbols
             import pymetis
 

@@ -55,9 +55,13 @@ class PluginConflictError(UsageError):
 
 
 class PluginLoadError(DnnpartError):
-    """A plugin failed to load or register (raised only in strict mode)."""
+    """A plugin failed to load or register (raised only in strict mode).
 
-    exit_code = 1
+    Exit code 2: the installation does not match what the user asked for (strict
+    plugins); not a bug of dnnpart, which exit code 1 would report.
+    """
+
+    exit_code = 2
 
 
 class PartitionerFailedError(PartitionerAnswerError):

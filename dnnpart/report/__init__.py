@@ -17,11 +17,12 @@ from dnnpart.report._render import (
     write_report,
 )
 from dnnpart.report._rows import Row, load_partitioner
-from dnnpart.report._run import run_leaderboard
+from dnnpart.report._run import Interrupted, run_leaderboard
 from dnnpart.report._worker import verify_plan
 
 __all__ = [
     "run_leaderboard",
+    "Interrupted",
     "Row",
     "load_partitioner",
     "verify_plan",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dnnpart.report._rank import group_rows, rank_metric
+from dnnpart.report._rank import group_rows, rank_label, rank_metric
 from dnnpart.report._rows import Row
 
 __all__ = ["volume_latency_png", "winner_load_png", "volume_imbalance_png", "available"]
@@ -64,7 +64,7 @@ def volume_latency_png(rows: Sequence[Row], title: str) -> bytes:
     x = np.arange(len(ks))
     for ax, key, label, scale in (
         (axes[0], "volume_bytes", "volume (bytes)", 1.0),
-        (axes[1], metric, f"{metric.replace('_s', '')} (ms)", 1e3),
+        (axes[1], metric, f"{rank_label(ok[0].granularity) if ok else 'latency'} (ms)", 1e3),
     ):
         for j, name in enumerate(names):
             values = []
@@ -84,17 +84,29 @@ def volume_latency_png(rows: Sequence[Row], title: str) -> bytes:
         ax.set_xticks(x, [f"k={k}" for k in ks])
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncols=min(len(names), 3))
+    if names:  # beside the bars, never over them
+        axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle(title)
     return _png(fig)
 
 
-def winner_load_png(rows: Sequence[Row], title: str) -> bytes:
-    """Per k, the winner's load per device, stacked by layer, with the even share marked.
+_LAYERS_SHOWN = 6  # the winner-load plot names the heaviest layers, the rest is "other"
 
-    Load is the scored vertex weight (MACs; seconds for profiled graphs) of each balanced
-    layer the device computes. The dashed line is the total divided by k: with identical
-    devices, the load every device should carry.
+
+def _targets(row: Row, k: int) -> np.ndarray:
+    """Each device's share of the work: its speed over the sum (equal without devices)."""
+    listed = (row.devices or {}).get("device") or []
+    speeds = np.array([float(d.get("speed", 1.0)) for d in listed]) if len(listed) == k else None
+    return np.full(k, 1.0 / k) if speeds is None else speeds / speeds.sum()
+
+
+def winner_load_png(rows: Sequence[Row], title: str) -> bytes:
+    """Per k, the winner's share of the work per device, stacked by layer, against each
+    device's own target share (a short black line over its bar).
+
+    The work of a layer is its scored vertex weight (MACs; seconds for profiled graphs);
+    the heaviest layers are named, the others stacked as "other layers". With devices of
+    different speeds each device has its own target, so a right split reaches every line.
     """
     plt = _pyplot()
     winners = [
@@ -102,25 +114,38 @@ def winner_load_png(rows: Sequence[Row], title: str) -> bytes:
     ]  # rows are ranked by the caller
     winners = [w for w in winners if w is not None and w.scores and w.scores.get("loads")]
     n = max(len(winners), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.8, 3.6), layout="constrained")
     axes = np.atleast_1d(axes)
+    cmap = plt.get_cmap("tab10")
     for ax, row in zip(axes, winners, strict=False):
         loads = np.asarray(row.scores["loads"], dtype=float)  # (layers, k)
-        keep = np.flatnonzero(loads.sum(axis=1) > 0)
-        bottom = np.zeros(loads.shape[1])
-        cmap = plt.get_cmap("viridis")
-        for n, g in enumerate(keep):
+        total = loads.sum()
+        shares = loads / total if total > 0 else loads
+        k = loads.shape[1]
+        order = np.argsort(-shares.sum(axis=1), kind="stable")
+        named = [g for g in order[:_LAYERS_SHOWN] if shares[g].sum() > 0]
+        rest = [g for g in order[_LAYERS_SHOWN:] if shares[g].sum() > 0]
+        bottom = np.zeros(k)
+        x = np.arange(k)
+        for i, g in enumerate(sorted(named)):
             name = row.groups[g] if g < len(row.groups) else f"layer {g}"
-            colour = cmap(n / max(len(keep) - 1, 1))
-            ax.bar(np.arange(loads.shape[1]), loads[g], bottom=bottom, label=name, color=colour)
-            bottom += loads[g]
-        ax.axhline(bottom.sum() / max(len(bottom), 1), ls="--", color="black", lw=1)
-        names = row.scores.get("device_names") or [str(i) for i in range(loads.shape[1])]
-        ax.set_xticks(np.arange(loads.shape[1]), names, rotation=45, fontsize=7)
+            ax.bar(x, shares[g] * 100, bottom=bottom * 100, label=name, color=cmap(i % 10))
+            bottom += shares[g]
+        if rest:
+            other = shares[rest].sum(axis=0)
+            label = f"{len(rest)} other layers"
+            ax.bar(x, other * 100, bottom=bottom * 100, label=label, color="lightgrey")
+            bottom += other
+        target = _targets(row, k) * 100
+        ax.hlines(target, x - 0.45, x + 0.45, colors="black", lw=1.5, label="target share")
+        names = row.scores.get("device_names") or [str(i) for i in range(k)]
+        ax.set_xticks(
+            x, names, rotation=45 if k > 4 else 0, fontsize=7, ha="right" if k > 4 else "center"
+        )
         ax.set_title(f"k={row.k}: {row.partitioner}", fontsize=9)
-        if 0 < len(keep) <= 8:
-            ax.legend(fontsize=6)
-    axes[0].set_ylabel("load (vertex weight)")
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    unit = "MACs" if (winners and winners[0].granularity == "neuron") else "work"
+    axes[0].set_ylabel(f"share of the model's {unit} (%)")
     if not winners:
         axes[0].text(0.5, 0.5, "no successful run", ha="center", transform=axes[0].transAxes)
     fig.suptitle(title)
@@ -134,7 +159,7 @@ def volume_imbalance_png(rows: Sequence[Row], title: str) -> bytes:
     colours = _colours([r.partitioner for r in ok])
     markers = "osD^v<>p*h"
     ks = sorted({r.k for r in ok})
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     for name in sorted(colours):
         for r in (r for r in ok if r.partitioner == name):
             ax.scatter(
@@ -151,6 +176,6 @@ def volume_imbalance_png(rows: Sequence[Row], title: str) -> bytes:
     ax.set_ylabel("volume (bytes)")
     ax.grid(alpha=0.3)
     if ok:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle(title)
     return _png(fig)

@@ -30,6 +30,7 @@ __all__ = [
     "COLUMNS",
     "rank",
     "rank_metric",
+    "rank_label",
     "group_rows",
     "columns_for",
     "best_values",
@@ -40,6 +41,12 @@ __all__ = [
 def rank_metric(granularity: str) -> str:
     """The score key rows are ranked by at this granularity."""
     return "time_per_sample_s" if granularity == "layer" else "latency_s"
+
+
+def rank_label(granularity: str) -> str:
+    """What rows are ranked by, for people (the column label of :func:`rank_metric`)."""
+    key = rank_metric(granularity)
+    return next(c.label for c in COLUMNS if c.key == key)
 
 
 def _metric_value(row: Row) -> float | None:
@@ -146,7 +153,7 @@ def rank(rows: Sequence[Row]) -> list[Row]:
     Rows with status ``ok`` get ``rank`` 1, 2, ... by the key in the module docstring;
     the others follow with ``rank`` None, in the order failed, timeout, skipped.
     """
-    status_order = {"failed": 0, "timeout": 1, "skipped": 2}
+    status_order = {"failed": 0, "timeout": 1, "skipped": 2, "interrupted": 3}
     out: list[Row] = []
     for group in group_rows(rows).values():
         ok = sorted((r for r in group if r.status == "ok"), key=_key)

@@ -20,11 +20,11 @@ import html
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dnnpart._output import check_output, write_text
 from dnnpart.errors import UsageError
 from dnnpart.report._rank import (
     best_values,
@@ -32,7 +32,7 @@ from dnnpart.report._rank import (
     flat_record,
     group_rows,
     rank,
-    rank_metric,
+    rank_label,
 )
 from dnnpart.report._rows import Row
 
@@ -52,24 +52,17 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "json", 
 
 def format_value(value: Any, kind: str) -> str:
     """A figure for people: times in µs/ms/s, bytes with binary prefixes, ratios 3 decimals."""
-    from dnnpart._format import si, size
+    from dnnpart._format import duration, ratio, si, size
 
     if value is None:
         return "-"
     if kind == "time" or kind == "seconds":
-        v = float(value)
-        if v == 0:
-            return "0"
-        if abs(v) < 1e-3:
-            return f"{v * 1e6:.2f} µs"
-        if abs(v) < 1:
-            return f"{v * 1e3:.2f} ms"
-        return f"{v:.2f} s"
+        return duration(value)
     if kind == "size":
         return size(value)
     if kind == "count":
         return si(value)
-    return f"{float(value):.3f}"
+    return ratio(value)
 
 
 def _model_label(rows: Sequence[Row]) -> dict[str, str]:
@@ -93,18 +86,28 @@ def _tables(rows: Sequence[Row]):
 
 
 def _note(row: Row) -> str:
+    """Why a row did not run; else its verification, memory overflow and the plan's notes."""
     if row.status != "ok":
         return f"{row.status}: {row.reason}" if row.reason else row.status
+    notes = []
     if row.verify:
         ok = row.verify.get("ok")
         if ok is None:
-            return row.verify.get("reason") or "not verified"
-        return "verified" if ok else f"verify failed: {row.verify.get('reason', '')}".strip()
-    return ""
+            notes.append(row.verify.get("reason") or "not verified")
+        else:
+            notes.append(
+                "verified" if ok else f"verify failed: {row.verify.get('reason', '')}".strip()
+            )
+    if row.scores and row.scores.get("memory_ok") is False:
+        names = row.scores.get("device_names") or []
+        over = [names[d] if d < len(names) else str(d) for d in row.scores["memory_overflow"]]
+        notes.append("does not fit in memory: " + ", ".join(over))
+    notes += row.messages
+    return "; ".join(notes)
 
 
 def _title(model: str, gran: str, labels: dict[str, str]) -> str:
-    return f"{labels[model]}, {gran} granularity, ranked by {rank_metric(gran)}"
+    return f"{labels[model]}, {gran} granularity, ranked by {rank_label(gran)}"
 
 
 # -- terminal ------------------------------------------------------------------------------
@@ -196,13 +199,13 @@ def print_table(rows: Sequence[Row], console=None, full: bool | None = None) -> 
                 else:
                     if verified:
                         cells.append(_verify_cell(row))
-                    failed_verify = row.verify and row.verify.get("ok") is False
-                    if (row.status != "ok" and row.reason) or failed_verify:
-                        notes.append(f"k={k} {row.partitioner}: {_note(row)}")
+                    if _note(row):
+                        bad = row.status != "ok" or (row.verify or {}).get("ok") is False
+                        notes.append((f"k={k} {row.partitioner}: {_note(row)}", bad))
                 table.add_row(*cells)
         console.print(table)
-        for note in notes:
-            console.print(Text("  " + note, style="red"))
+        for note, bad in notes:
+            console.print(Text("  " + note, style="red" if bad else "yellow"), soft_wrap=True)
         console.print()
 
 
@@ -271,7 +274,10 @@ _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right;
+  white-space: nowrap; }
+td.note { white-space: normal; min-width: 14em; max-width: 28em; text-align: left; }
+div.wide { overflow-x: auto; }
 th { background: #f3f3f3; position: sticky; top: 0; }
 td.name, th.name, td.note { text-align: left; }
 tr.k-first td { border-top: 2px solid #888; }
@@ -279,6 +285,8 @@ td.best { font-weight: bold; color: #0a6b2d; background: #e9f7ee; }
 tr.bad td { color: #a11; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
 p.meta { color: #666; font-size: 0.85em; }
+table.split td.over { color: #a11; font-weight: bold; }
+h3 { font-size: 1em; margin-top: 1.5em; }
 """
 
 
@@ -321,9 +329,11 @@ def to_html(
     for model, gran, cols, parts in _tables(rows):
         heading = _title(model, gran, labels)
         out.append(f"<h2>{esc(heading)}</h2>")
-        out.append("<table><thead><tr><th>k</th><th>#</th><th class='name'>partitioner</th>")
+        with_notes = any(_note(r) for _, group, _ in parts for r in group)
+        out.append("<div class='wide'><table><thead><tr><th>k</th><th>#</th>")
+        out.append("<th class='name'>partitioner</th>")
         out += [f"<th>{esc(c.label)}</th>" for c in cols]
-        out.append("<th class='name'>note</th></tr></thead><tbody>")
+        out.append(("<th class='name'>note</th>" if with_notes else "") + "</tr></thead><tbody>")
         for k, group, best in parts:
             for i, row in enumerate(group):
                 classes = (["k-first"] if i == 0 else []) + ([] if row.status == "ok" else ["bad"])
@@ -336,8 +346,13 @@ def to_html(
                     good = value is not None and best.get(col.key) == value
                     cls = " class='best'" if good else ""
                     out.append(f"<td{cls}>{esc(format_value(value, col.kind))}</td>")
-                out.append(f"<td class='note'>{esc(_note(row))}</td></tr>")
-        out.append("</tbody></table>")
+                note = f"<td class='note'>{esc(_note(row))}</td>" if with_notes else ""
+                out.append(note + "</tr>")
+        out.append("</tbody></table></div>")
+        for _k, group, _ in parts:
+            winner = next((r for r in group if r.rank == 1), None)
+            if winner is not None and winner.scores and winner.scores.get("neurons"):
+                out += _split_html(winner, gran)
         sub = [r for r in ranked if r.model == model and r.granularity == gran]
         if not plots:
             out.append("<p class='meta'>Plots need matplotlib, which is not installed.</p>")
@@ -351,8 +366,8 @@ def to_html(
             )
             out.append(
                 _img(
-                    _plots.winner_load_png(sub, f"{name}: load of the winner"),
-                    "per-device load of the winner",
+                    _plots.winner_load_png(sub, f"{name}: the winner's work per device"),
+                    "the winner's share of the work per device and layer, with targets",
                 )
             )
             out.append(
@@ -363,6 +378,46 @@ def to_html(
             )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _split_html(row: Row, gran: str) -> list[str]:
+    """The winner's split per device and layer (as ``dnnpart show`` prints it)."""
+    from dnnpart._format import si, size
+    from dnnpart._show import layer_table, split_view
+
+    esc = html.escape
+    view = split_view(row.groups, row.scores, row.devices)
+    unit = "neurons or channels" if gran == "neuron" else "layers"
+    out = [
+        f"<h3>k={row.k}: the split of the winner, {esc(row.partitioner)}</h3>",
+        "<table class='split'><thead><tr><th class='name'>device</th><th>speed</th>"
+        f"<th>target share</th><th>share of the work</th><th>{unit}</th><th>memory</th>"
+        "<th>of</th></tr></thead><tbody>",
+    ]
+    for d in view["devices"]:
+        share = "-" if d["share"] is None else f"{d['share']:.1%}"
+        over = "" if d["memory_ok"] else " class='over'"
+        limit = "unlimited" if d["memory"] is None else size(d["memory"])
+        out.append(
+            f"<tr><td class='name'>{esc(d['name'])}</td><td>{esc(si(d['speed'], 'FLOPS'))}</td>"
+            f"<td>{d['target']:.1%}</td><td>{share}</td><td>{d['vertices']}</td>"
+            f"<td{over}>{esc(size(d['memory_bytes']))}</td><td>{esc(limit)}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    head, rows = layer_table(view)
+    out.append(
+        "<table class='split'><thead><tr><th class='name'>layer</th>"
+        + "".join(f"<th>{esc(c)}</th>" for c in head[1:])
+        + "</tr></thead><tbody>"
+    )
+    for row in rows:
+        out.append(
+            f"<tr><td class='name'>{esc(row[0])}</td>"
+            + "".join(f"<td>{esc(c)}</td>" for c in row[1:])
+            + "</tr>"
+        )
+    out.append("</tbody></table>")
+    return out
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -396,17 +451,6 @@ def write_report(
         text = to_json(rows) + "\n"
     else:
         text = to_csv(rows)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=Path(path).suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    check_output(path, force=True)  # the folder exists and is writable
+    write_text(path, text)
     return fmt

@@ -21,7 +21,7 @@ from dnnpart.partitioners._base import options_for
 
 __all__ = ["Row", "Task", "plan_tasks", "load_partitioner", "STATUSES", "GRANULARITIES"]
 
-STATUSES = ("ok", "failed", "timeout", "skipped")
+STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 GRANULARITIES = ("neuron", "layer")
 
 
@@ -47,12 +47,13 @@ class Task:
 class Row:
     """The result of one run: one row of the leaderboard.
 
-    ``status`` is ``"ok"``, ``"failed"`` (with ``reason``), ``"timeout"`` or ``"skipped"``
-    (the partitioner does not handle this granularity). ``scores``, ``baseline`` (the
+    ``status`` is ``"ok"``, ``"failed"`` (with ``reason``), ``"timeout"``, ``"skipped"``
+    (the partitioner does not handle this granularity) or ``"interrupted"`` (Ctrl-C or
+    SIGTERM came first). ``scores``, ``baseline`` (the
     vertical split of the same problem) and ``ratios`` (scores / baseline) are the plain
     dicts of :meth:`dnnpart.scoring.Scores.to_dict` and :func:`dnnpart.scoring.ratios`.
-    ``groups`` names the rows of ``scores["loads"]`` (the problem's layers). ``rank`` is
-    filled by :func:`dnnpart.report.rank`.
+    ``groups`` names the rows of ``scores["loads"]`` (the problem's layers), ``devices``
+    are the devices of the run. ``rank`` is filled by :func:`dnnpart.report.rank`.
     """
 
     model: str
@@ -70,6 +71,9 @@ class Row:
     wall_seconds: float | None = None
     verify: dict[str, Any] | None = None
     groups: list[str] = field(default_factory=list)
+    devices: dict[str, Any] | None = None  # the device file format (DeviceSet.to_dict)
+    messages: list[str] = field(default_factory=list)  # the plan's notes (Plan.messages)
+    exit_code: int | None = None  # a row that did not run: the CLI exit code of its error
     rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

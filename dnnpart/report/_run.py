@@ -50,9 +50,21 @@ from dnnpart.errors import DnnpartError, UsageError
 from dnnpart.report._rows import Row, Task, load_partitioner, partitioner_spec, plan_tasks
 from dnnpart.report._worker import worker_main
 
-__all__ = ["run_leaderboard"]
+__all__ = ["run_leaderboard", "Interrupted"]
 
 _GRACE_S = 2.0  # between SIGTERM and SIGKILL for a worker past its time limit
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM turned into it) during :func:`run_leaderboard`.
+
+    ``rows`` holds every row, those that finished and the others as ``"interrupted"``, so
+    that a caller can still write what was done.
+    """
+
+    def __init__(self, rows: list):
+        super().__init__("interrupted")
+        self.rows = rows
 
 
 class _Worker:
@@ -203,15 +215,17 @@ def run_leaderboard(
     bar = _ProgressBar(total) if progress is True else None
     done = 0
 
-    def finish(task: Task, status: str, reason=None, payload=None) -> None:
+    def finish(task: Task, status: str, reason=None, payload=None, code=None) -> None:
         nonlocal done
         row = Row(task.model, task.k, task.partitioner, task.granularity, status, reason)
         row.plugin = owners.get(task.partitioner)
+        row.exit_code = code if code is not None else {"timeout": 5, "failed": 1}.get(status)
         if payload is not None:
             row.scores, row.baseline = payload["scores"], payload["baseline"]
             row.ratios, row.seconds_all = payload["ratios"], payload["seconds_all"]
             row.wall_seconds, row.verify = payload["wall_seconds"], payload.get("verify")
-            row.groups = payload["groups"]
+            row.groups, row.devices = payload["groups"], payload.get("devices")
+            row.messages = payload.get("messages", [])
             pick = min if statistic == "best" else statistics.median
             row.seconds = float(pick(row.seconds_all))
         results[task.index] = row
@@ -239,6 +253,13 @@ def run_leaderboard(
             finish=finish,
             on_start=bar.start_task if bar is not None else None,
         )
+    except KeyboardInterrupt:
+        for t in tasks:
+            if t.index not in results:
+                results[t.index] = Row(
+                    t.model, t.k, t.partitioner, t.granularity, "interrupted", "not finished"
+                )
+        raise Interrupted([results[t.index] for t in tasks] + settled) from None
     finally:
         if bar is not None:
             bar.close()
@@ -279,9 +300,11 @@ def _schedule(tasks, *, jobs, timeout, load_timeout, max_tasks, specs, finish, o
                     continue
                 if w.conn in ready or w.proc.sentinel in ready:
                     try:
-                        kind, payload = w.conn.recv() if w.conn.poll() else (None, None)
+                        message = w.conn.recv() if w.conn.poll() else (None, None)
                     except (EOFError, OSError):
-                        kind, payload = None, None
+                        message = (None, None)
+                    kind, payload = message[0], message[1]
+                    code = message[2] if len(message) > 2 else None
                     if kind == "hello":
                         w.greeted = True
                         continue
@@ -306,6 +329,7 @@ def _schedule(tasks, *, jobs, timeout, load_timeout, max_tasks, specs, finish, o
                             kind,
                             payload if kind == "failed" else None,
                             payload if kind == "ok" else None,
+                            code,
                         )
                         w.task, w.phase, w.deadline = None, "idle", float("inf")
                         w.done += 1
@@ -349,7 +373,7 @@ class _ProgressBar:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.description}"),
-            console=Console(stderr=True),
+            console=Console(stderr=True, soft_wrap=True),
             transient=False,
         )
         self.task = self.progress.add_task("", total=total)

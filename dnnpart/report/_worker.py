@@ -4,14 +4,18 @@
 for why workers are reused and how they are killed). Protocol on its pipe: the worker sends
 ``("hello", pid)`` once started; for each :class:`~dnnpart.report._rows.Task` received it
 sends ``("ready", None)`` when the model is loaded, then ``("ok", payload)`` or
-``("failed", reason)``; ``None`` from the parent stops it.
+``("failed", reason, exit_code)`` (the CLI exit code of the error); ``None`` from the
+parent stops it. A worker ignores Ctrl-C (the parent stops it) and leaves quietly when the
+parent is gone: a closed pipe, or a new parent process id (the parent was killed).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +49,26 @@ def _install_extra(specs: Sequence[str]) -> dict[str, type]:
 
 def worker_main(conn, extra_specs: Sequence[str]) -> None:
     """Serve tasks from ``conn`` until told to stop (``None``) or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent acts
+    _watch_parent(os.getppid())
+    try:
+        _serve(conn, extra_specs)
+    except (EOFError, OSError):  # BrokenPipeError included: the parent is gone
+        os._exit(0)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the parent dies (killed, it cannot stop its workers)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="dnnpart-lb-parent", daemon=True).start()
+
+
+def _serve(conn, extra_specs: Sequence[str]) -> None:
     # Data goes to the parent's stdout (e.g. --json): a chatty plugin must not pollute it.
     try:
         os.dup2(2, 1)
@@ -61,10 +85,7 @@ def worker_main(conn, extra_specs: Sequence[str]) -> None:
     except Exception as exc:  # noqa: BLE001 - reported on every row instead
         extra_error = f"{type(exc).__name__}: {exc}"
     while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
+        task = conn.recv()
         if task is None:
             return
         try:
@@ -76,18 +97,27 @@ def worker_main(conn, extra_specs: Sequence[str]) -> None:
                 cache[key] = load(task.model)
             graph = cache[key]
         except Exception as exc:  # noqa: BLE001
-            conn.send(("failed", f"loading the model: {_reason(exc)}"))
+            conn.send(("failed", f"loading the model: {_reason(exc)}", _exit_code(exc)))
             continue
         conn.send(("ready", None))
         if extra_error:
-            conn.send(("failed", f"extra partitioners: {extra_error}"))
+            conn.send(("failed", f"extra partitioners: {extra_error}", 2))
             continue
         try:
-            conn.send(("ok", _run_task(task, graph)))
+            result = ("ok", _run_task(task, graph))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin fails its row
             if isinstance(exc, KeyboardInterrupt):
                 return
-            conn.send(("failed", _reason(exc)))
+            result = ("failed", _reason(exc), _exit_code(exc))
+        conn.send(result)
+
+
+def _exit_code(exc: BaseException) -> int:
+    from dnnpart.errors import DnnpartError
+
+    if isinstance(exc, DnnpartError):
+        return exc.exit_code
+    return 5 if isinstance(exc, MemoryError) else 1
 
 
 def _reason(exc: BaseException) -> str:
@@ -127,6 +157,8 @@ def _run_task(task: Task, graph) -> dict[str, Any]:
         "ratios": plan.ratios,
         "seconds_all": [float(p.seconds or 0.0) for p in plans],
         "groups": list(plan.groups),
+        "devices": plan.devices,
+        "messages": list(plan.messages),
     }
     if task.verify:
         out["verify"] = verify_plan(task.model, plan)

@@ -94,14 +94,7 @@ def load_data(
         The label array. Given and missing: :class:`~dnnpart.errors.UsageError`. Not
         given: ``y`` when the file has it, else no labels.
     """
-    if isinstance(data, dict):
-        arrays = dict(data)
-    else:
-        try:
-            with np.load(os.fspath(data), allow_pickle=False) as f:
-                arrays = {key: f[key] for key in f.files}
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read data {data}: {exc}") from None
+    arrays = dict(data) if isinstance(data, dict) else _read_npz(data)
     name = labels if labels is not None else DEFAULT_LABELS
     inputs = {s[0] for s in specs}
     if labels is not None and name not in arrays:
@@ -113,6 +106,12 @@ def load_data(
         if only is not None:
             arrays = {specs[0][0]: only}
     feeds = samples_from(arrays, specs)
+    for key, a in ((n, np.asarray(v)) for feed in feeds for n, v in feed.items()):
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise UsageError(
+                f"input {key!r} holds NaN or infinite values: outputs would be NaN on "
+                "both sides and the comparison would prove nothing"
+            )
     if y is not None:
         y = np.asarray(y).reshape(-1)
         if y.dtype.kind not in "iub":
@@ -120,6 +119,27 @@ def load_data(
         if y.size != len(feeds):
             raise UsageError(f"{y.size} labels in {name!r} for {len(feeds)} samples")
     return Data(feeds, y, name if y is not None else None)
+
+
+def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, never unpickling anything."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise UsageError(f"cannot read inputs {os.fspath(path)}: {exc.strerror}") from None
+    if head[:4] != b"PK\x03\x04":
+        hint = " (that is one .npy array: save it with numpy.savez)" if head == b"\x93NUMPY" else ""
+        raise UsageError(
+            f"--inputs {os.fspath(path)} is not an .npz file (numpy.savez: one array per "
+            f"model input){hint}"
+        )
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        text = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
+        raise UsageError(f"cannot read inputs {os.fspath(path)}: {text}") from None
 
 
 def top1(output: np.ndarray) -> np.ndarray:

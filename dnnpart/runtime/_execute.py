@@ -210,8 +210,14 @@ class Executor:
         inverse[idx] = np.arange(idx.size)
         return pieces, axis, _selection(inverse, axis)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
-        """Run the split on ``feeds`` (model input name -> array); outputs by model name."""
+    def run(
+        self, feeds: dict[str, np.ndarray], trace: list | None = None
+    ) -> tuple[dict[str, np.ndarray], RunStats]:
+        """Run the split on ``feeds`` (model input name -> array); outputs by model name.
+
+        ``trace``, if given, gets ``(transfer index, array sent)`` for every transfer, in
+        the order they happen (what :func:`~dnnpart.runtime.verify` compares on a
+        mismatch)."""
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise UsageError(f"no value for model input {missing[0]!r}")
@@ -227,7 +233,7 @@ class Executor:
         for tensor, dev, value, sel in self._inputs:
             arr = np.asarray(feeds[tensor])
             stores[dev][value] = arr if sel is None else _cut(arr, sel)
-        self._route(self._first, stores, link, per_transfer)
+        self._route(self._first, stores, link, per_transfer, trace)
         route = clock() - t0
         for sid, dev, run, fetch, needs, then in self._steps:
             store = stores[dev]
@@ -244,7 +250,7 @@ class Executor:
             compute[dev] += t2 - t1
             store.update(zip(fetch, outs, strict=True))
             if then:
-                self._route(then, stores, link, per_transfer)
+                self._route(then, stores, link, per_transfer, trace)
                 route += clock() - t2
         outputs = self._gather(stores)
         out_bytes = np.zeros(k, dtype=np.int64)
@@ -260,7 +266,7 @@ class Executor:
         return outputs, stats
 
     @staticmethod
-    def _route(transfers, stores, link, per_transfer) -> None:
+    def _route(transfers, stores, link, per_transfer, trace=None) -> None:
         """Copy (or view) each transfer's elements into the receiver's store and count the
         bytes on its link."""
         for i, src, dst, value, to_value, cell, sel in transfers:
@@ -271,6 +277,8 @@ class Executor:
             n = arr.nbytes
             link[cell] += n
             per_transfer[i] += n
+            if trace is not None:
+                trace.append((i, arr))
 
     def _gather(self, stores) -> dict[str, np.ndarray]:
         out = {}

@@ -55,6 +55,7 @@ class VerifyReport:
     accuracy: float | None = None
     reference_accuracy: float | None = None
     accuracy_of: str | None = None
+    device_names: list[str] = field(default_factory=list)  # from the device file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,11 +90,14 @@ def _random_sample(rng, dtype: np.dtype, dims) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def reference_session(source, folder: str, *, threads: int | None = 1):
+def reference_session(
+    source, folder: str, *, threads: int | None = 1, extra_outputs: list[str] | None = None
+):
     """An onnxruntime session of the whole model after the plan's pruning.
 
     Built like a stage (onnx-ir extraction of the whole graph, pruned weights and external
     data read through the importer's checked paths) and saved in ``folder``.
+    ``extra_outputs`` names inner tensors to return too (after the model's outputs).
     """
     import onnxruntime as ort
 
@@ -101,11 +105,31 @@ def reference_session(source, folder: str, *, threads: int | None = 1):
     from dnnpart.exporters._write import save_model
     from dnnpart.runtime._execute import _session_options
 
-    model = whole_model(source)
+    model = whole_model(source, extra_outputs)
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
-    path = os.path.join(folder, "reference.onnx")
-    save_model(model, path, external_data="reference.data" if size > 64 << 20 else None)
+    stem = "reference_trace" if extra_outputs else "reference"
+    path = os.path.join(folder, f"{stem}.onnx")
+    save_model(model, path, external_data=f"{stem}.data" if size > 64 << 20 else None)
     return ort.InferenceSession(path, _session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def _localise(executor, source, folder, feed, rtol, atol, threads) -> str:
+    """Run the sample again, recording every transfer, against the whole model's values of
+    the same tensors (see :mod:`dnnpart.runtime._diverge`)."""
+    from dnnpart.runtime._diverge import divergence
+
+    m = executor.manifest
+    inner = [t["tensor"] for t in m["transfers"] if t["tensor"] not in feed]
+    try:
+        ref = reference_session(source, folder, threads=threads, extra_outputs=inner)
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the mismatch
+        return f"could not localise it ({type(exc).__name__})"
+    names = [o.name for o in ref.get_outputs()]
+    values = dict(zip(names, ref.run(names, feed), strict=True))
+    values.update({n: np.asarray(v) for n, v in feed.items()})
+    trace: list = []
+    executor.run(feed, trace=trace)
+    return divergence(m, trace, values, rtol, atol, _compare)
 
 
 def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
@@ -208,6 +232,7 @@ def verify(
     compute = np.zeros(k)
     out_bytes = np.zeros(k, dtype=np.int64)
     route = ref_s = 0.0
+    diagnosed = False
     with tempfile.TemporaryDirectory(prefix="dnnpart-verify-") as tmp:
         ref = reference_session(source, tmp, threads=threads)
         out_names = [o.name for o in ref.get_outputs()]
@@ -228,6 +253,9 @@ def verify(
                     continue
                 err, problem = _compare(name, np.asarray(got[name]), expected[name], rtol, atol)
                 max_err = max(max_err, err)
+                if problem and not diagnosed:  # where did it go wrong? (once)
+                    diagnosed = True
+                    problem += "; " + _localise(executor, source, tmp, feed, rtol, atol, threads)
                 if problem and len(problems) < 20:
                     problems.append(f"sample {i}: {problem}")
             total = stats.bytes_total
@@ -275,4 +303,5 @@ def verify(
         accuracy=acc[0],
         reference_accuracy=acc[1],
         accuracy_of=acc_of,
+        device_names=[str(d["name"]) for d in m["devices"]["device"]],
     )

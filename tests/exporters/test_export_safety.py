@@ -27,7 +27,8 @@ pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp" / "mlp.onnx"
-FILE_NAMES = re.compile(r"manifest\.json|device\d+_stage\d+\.(onnx|data)")
+# names come from the device names (dev0 ... for -k) or device indices, never from the model
+FILE_NAMES = re.compile(r"manifest\.json|(dev|device)\d+_stage\d+\.(onnx|data)")
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,10 @@ def test_existing_output_is_refused_without_force(tmp_path, mlp_plan):
 def test_force_replaces_the_folder_whole(tmp_path, mlp_plan):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "device0_stage0.data").write_bytes(b"old external data, never appended to")
+    (out / "dev0_stage0.data").write_bytes(b"old external data, never appended to")
     export(MLP, mlp_plan, out, force=True)
     names = {p.name for p in out.iterdir()}
-    assert "device0_stage0.data" not in names and "manifest.json" in names
+    assert "dev0_stage0.data" not in names and "manifest.json" in names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left aside
 
 
@@ -225,6 +226,9 @@ def _tamper(folder: Path, edit) -> None:
         lambda d: d["stages"][0].update(data="device9_stage9.data"),
         lambda d: d.update(order=[0] * len(d["order"])),
         lambda d: d["transfers"][0].update(to=99),
+        # a device renamed to something unsafe: its files must then be device<d>_stage<s>
+        lambda d: d["devices"]["device"][0].update(name="../evil"),
+        lambda d: d["devices"]["device"].pop(),
     ],
 )
 def test_tampered_manifest_is_refused(tmp_path, mlp_plan, edit):

@@ -147,6 +147,14 @@ def test_a_plugin_that_fails_to_import_is_listed_or_raised_in_strict_mode(make_p
         get_registry()
 
 
+def test_strict_mode_failure_is_a_configuration_error_not_a_bug(make_plugin, monkeypatch):
+    make_plugin("dnnpart-bad", "import _no_such_module_for_dnnpart_tests\n")
+    monkeypatch.setenv("DNNPART_STRICT_PLUGINS", "1")
+    res = CliRunner().invoke(main, ["partitioners"])
+    assert res.exit_code == 2, res.output
+    assert "plugin 'bad'" in res.stderr and "internal error" not in res.stderr
+
+
 def test_a_plugin_without_the_hook_or_with_a_bad_class_contributes_nothing(make_plugin):
     make_plugin("dnnpart-nohook", "def register_partitioners(register):\n    pass\n")
     make_plugin(

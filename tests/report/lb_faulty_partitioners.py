@@ -72,3 +72,15 @@ class LayerOnly(Partitioner):
 
 ALL = [Raising, Hanging, WrongLength, Crashing, Exiting, Stripes, LayerOnly]
 SPECS = [f"{__name__}:{cls.__name__}" for cls in ALL]
+
+
+class PidHanging(Partitioner):
+    """Writes its process id to the file ``$LB_PIDFILE``, then never answers."""
+
+    name = "lb-pid-hang"
+
+    def partition(self, problem):
+        with open(os.environ["LB_PIDFILE"], "w") as f:
+            f.write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)

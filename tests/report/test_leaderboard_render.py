@@ -30,8 +30,8 @@ def rows():
 def test_markdown_ranks_highlights_and_explains_failures(rows):
     md = to_markdown(rows)
     lines = md.splitlines()
-    assert "## m.onnx, neuron granularity, ranked by latency_s" in lines
-    assert "## m.onnx, layer granularity, ranked by time_per_sample_s" in lines
+    assert "## m.onnx, neuron granularity, ranked by latency" in lines
+    assert "## m.onnx, layer granularity, ranked by time/sample" in lines
     table = [line for line in lines if line.startswith("| 2 |") or line.startswith("| 4 |")]
     # ranked: fast before slow at k = 2, failures after
     assert [line.split("|")[3].strip() for line in table[:5]] == [

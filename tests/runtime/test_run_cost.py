@@ -90,7 +90,7 @@ def test_a_contiguous_part_of_the_own_slice_is_a_slice_not_a_gather(tmp_path):
     doc = export_and_verify(path, plan_with_labels(path, 2, labels), tmp_path / "out")
     found = ops(tmp_path / "out", doc)
     assert not [f for f, o in found.items() if "Gather" in o], found
-    assert any("Slice" in o and "Conv" in o for f, o in found.items() if f.startswith("device0"))
+    assert any("Slice" in o and "Conv" in o for f, o in found.items() if f.startswith("dev0_"))
 
 
 def test_unwanted_own_neurons_are_cut_out_not_given_zero_weight_rows(tmp_path):
