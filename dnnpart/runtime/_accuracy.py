@@ -9,12 +9,13 @@ labels, accuracy is the agreement with the original model's top-1.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from dnnpart.errors import UsageError
+from dnnpart.errors import ResourceLimitError, UsageError
 
 __all__ = [
     "Data",
@@ -23,11 +24,13 @@ __all__ = [
     "load_data",
     "output_name",
     "predict",
+    "read_npz",
     "samples_from",
     "top1",
 ]
 
 DEFAULT_LABELS = "y"
+MAX_FEED_BYTES = 1 << 30  # what an .npz of inputs may unpack to
 
 
 @dataclass
@@ -71,11 +74,42 @@ def samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndar
             raise UsageError(f"input {name!r} has {len(parts)} samples, another has {count}")
         count = len(parts)
         per_input[name] = parts
+    if count == 0:
+        raise UsageError("the inputs file holds no sample (an array with 0 rows)")
     count = count or 1
     return [
         {n: (v[i] if isinstance(v, list) else v) for n, v in per_input.items()}
         for i in range(count)
     ]
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, refusing special files, pickles and archives that
+    would unpack to more than :data:`MAX_FEED_BYTES`."""
+    import io
+    import zipfile
+
+    from dnnpart._files import read_regular
+
+    data = read_regular(path, limit=MAX_FEED_BYTES, what="inputs file")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+            for info in z.infolist():  # what each array header declares, before loading
+                with z.open(info) as member:
+                    fmt = np.lib.format
+                    version = fmt.read_magic(member)
+                    read = fmt.read_array_header_1_0 if version == (1, 0) else None
+                    shape, _, dtype = (read or fmt.read_array_header_2_0)(member)
+                unpacked += math.prod(shape) * dtype.itemsize
+        if unpacked > MAX_FEED_BYTES:
+            raise ResourceLimitError(
+                f"inputs file {path} unpacks to {unpacked} bytes, over {MAX_FEED_BYTES}"
+            )
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise UsageError(f"cannot read inputs {path}: {str(exc)[:200]}") from None
 
 
 def load_data(
@@ -97,11 +131,7 @@ def load_data(
     if isinstance(data, dict):
         arrays = dict(data)
     else:
-        try:
-            with np.load(os.fspath(data), allow_pickle=False) as f:
-                arrays = {key: f[key] for key in f.files}
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read data {data}: {exc}") from None
+        arrays = read_npz(data)
     name = labels if labels is not None else DEFAULT_LABELS
     inputs = {s[0] for s in specs}
     if labels is not None and name not in arrays:
