@@ -80,6 +80,11 @@ def partition(
         k=k, method=method, devices=devices, granularity=granularity, prune=prune,
         imbalance=imbalance, profiled=profiled,
     )  # fmt: skip
+    if isinstance(k, int) and graph.layers and k > _max_vertices(graph):  # before k devices
+        raise UsageError(
+            f"k = {k} is larger than the number of vertices of any split of this model "
+            f"(at most {_max_vertices(graph)})"
+        )
     devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)
@@ -240,3 +245,13 @@ def _run(problem: Problem, cls, method: str, options, refine: bool):
 
         labels = problem.validate(kl_refine(problem, labels), who="kl refinement")
     return partitioner, labels, time.perf_counter() - start
+
+
+def _max_vertices(graph: LayerGraph) -> int:
+    """An upper bound on the vertices of any problem built from ``graph`` (cheap: no
+    problem is built): every input's elements, every layer's neurons and output elements."""
+    n = len(graph.inputs) + len(graph.layers)
+    n += sum(t.num_elements or 1 for t in graph.inputs)
+    for layer in graph.layers:
+        n += (layer.neurons or 0) + sum(t.num_elements or 1 for t in layer.outputs)
+    return n

@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from dnnpart._files import load_json, read_regular
 from dnnpart.errors import InvalidModelError, UsageError
 
 __all__ = ["Plan", "file_sha256"]
 
 PLAN_FORMAT = 1
+MAX_PLAN_BYTES = 4 << 30  # labels of 10^9 vertices
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -81,33 +84,93 @@ class Plan:
         """Write the plan as JSON atomically (a temporary file renamed into place)."""
         from dnnpart._output import write_text
 
-        write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        try:
+            write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write the plan {os.fspath(path)}: {exc.strerror}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:
-        d = _read_json(path)
-        try:
-            groups = d["groups"]
-            return cls(
-                method=d["method"],
-                k=int(d["k"]),
-                granularity=d["granularity"],
-                labels=np.asarray(d["labels"], dtype=np.int64),
-                groups=[g["name"] for g in groups],
-                offsets=[g["start"] for g in groups] + [groups[-1]["stop"] if groups else 0],
-                scores=d["scores"],
-                baseline=d.get("baseline"),
-                ratios=d.get("ratios"),
-                devices=d["devices"],
-                parameters=d.get("parameters", {}),
-                model=d.get("model"),
-                model_sha256=d.get("model_sha256"),
-                seconds=d.get("seconds"),
-                messages=list(d.get("messages", [])),
-                passes=_passes_of(d),
+        """Read a plan written by :meth:`save`; the file is untrusted input.
+
+        Refuses special files, files over :data:`MAX_PLAN_BYTES`, JSON nested deeper than
+        a plan is, and any field of the wrong type or out of range: ``k`` a positive
+        integer no larger than the number of labels, labels integers in ``0 .. k-1``,
+        groups that tile the labels in order. A missing file is a usage error (exit 2);
+        a file that is no plan is invalid input (exit 3), with a hint when it is a model.
+        """
+        if not os.path.lexists(path):
+            raise UsageError(f"plan file not found: {os.fspath(path)}")
+        data = read_regular(path, limit=MAX_PLAN_BYTES, what="plan file")
+        if _onnx_like(data):
+            raise InvalidModelError(
+                f"{os.fspath(path)} is not a dnnpart plan (JSON); it looks like an ONNX "
+                "model: the order is MODEL PLAN"
             )
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        d = load_json(data, f"not a valid dnnpart plan: {path}", InvalidModelError)
+        try:
+            return cls._from_dict(d)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidModelError(f"not a valid dnnpart plan: {path} ({exc})") from None
+
+    @classmethod
+    def _from_dict(cls, d: Any) -> Plan:
+        if not isinstance(d, dict):
+            raise TypeError("the plan must be a JSON object")
+        labels = np.asarray(_field(d, "labels", list))
+        if labels.size and labels.dtype.kind not in "iu":
+            raise ValueError("labels must be integers")
+        labels = labels.astype(np.int64).reshape(-1)
+        k = _field(d, "k", int)
+        if not 1 <= k <= max(labels.size, 1):
+            raise ValueError(f"k = {k} must be in 1 .. {max(labels.size, 1)} (the labels)")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must be in 0 .. {k - 1}")
+        offsets, names = [0], []
+        for g in _field(d, "groups", list):
+            if not isinstance(g, dict) or not isinstance(g.get("name"), str):
+                raise TypeError("every group needs a name")
+            start, stop = _field(g, "start", int), _field(g, "stop", int)
+            if start != offsets[-1] or stop < start:
+                raise ValueError(f"group {g['name']!r} does not follow the one before it")
+            names.append(g["name"])
+            offsets.append(stop)
+        if offsets[-1] != labels.size:
+            raise ValueError(f"{labels.size} labels for {offsets[-1]} vertices in the groups")
+        granularity = _field(d, "granularity", str)
+        if granularity not in ("neuron", "layer"):
+            raise ValueError(f"unknown granularity {granularity!r}")
+        parameters = _field(d, "parameters", dict, {})
+        prune = parameters.get("prune")
+        if prune is not None and (
+            isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0 <= prune < 1
+        ):
+            raise ValueError(f"parameters.prune = {prune!r} must be a number in [0, 1)")
+        dead = parameters.get("dead_neurons")
+        if dead is not None and (isinstance(dead, bool) or not isinstance(dead, int) or dead < 0):
+            raise ValueError(f"parameters.dead_neurons = {dead!r} must be a count")
+        sha = _field(d, "model_sha256", str, None)
+        if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise ValueError("model_sha256 must be 64 hex digits")
+        seconds = _field(d, "seconds", (int, float), None)
+        return cls(
+            method=_field(d, "method", str),
+            k=k,
+            granularity=granularity,
+            labels=labels,
+            groups=names,
+            offsets=offsets,
+            scores=_field(d, "scores", dict),
+            baseline=_field(d, "baseline", dict, None),
+            ratios=_field(d, "ratios", dict, None),
+            devices=_field(d, "devices", dict),
+            parameters=parameters,
+            model=_field(d, "model", str, None),
+            model_sha256=sha,
+            seconds=None if seconds is None else float(seconds),
+            messages=[str(m) for m in _field(d, "messages", list, [])],
+            passes=_passes_of(d),
+        )
 
 
 def _passes_of(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,25 +184,23 @@ def _passes_of(d: dict[str, Any]) -> list[dict[str, Any]]:
     return passes_from_parameters(d.get("parameters"))
 
 
-def _read_json(path: str | os.PathLike) -> Any:
-    """The plan file's JSON, with messages for the usual mistakes (no file, a model)."""
-    if not os.path.exists(path):
-        raise UsageError(f"plan file not found: {os.fspath(path)}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read plan {os.fspath(path)}: {exc.strerror}") from None
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        hint = " (it looks like an ONNX model: the order is MODEL PLAN)" if _onnx_like(data) else ""
-        raise InvalidModelError(f"{os.fspath(path)} is not a dnnpart plan (JSON){hint}") from None
-    except ValueError as exc:
-        raise InvalidModelError(f"not a valid dnnpart plan: {os.fspath(path)} ({exc})") from None
-
-
 def _onnx_like(data: bytes) -> bool:
     # an ONNX ModelProto starts with field 1 (ir_version, varint: 0x08) and names its
     # producer or opsets soon after; JSON starts with "{" or whitespace
-    return data[:1] == b"\x08" or b"onnx" in data[:256].lower()
+    return data[:1] == b"\x08" or (data[:1] not in b"{[ \t\r\n" and b"onnx" in data[:256].lower())
+
+
+_REQUIRED = object()
+
+
+def _field(d: dict, key: str, kind, default: Any = _REQUIRED) -> Any:
+    """``d[key]`` checked to be of type ``kind`` (bool is no int); ``default`` if absent
+    or null (a missing field without a default is an error)."""
+    value = d.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise KeyError(f"missing field {key!r}")
+        return default
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"field {key!r} has the wrong type ({type(value).__name__})")
+    return value

@@ -169,7 +169,7 @@ def test_pruned_plan_records_dead_neurons_and_drops_their_synapses(tmp_path, mon
     doc = export(MLP, plan, tmp_path / "new")
     assert doc["model"]["dead_neurons"] == dead
     assert synapses_in(tmp_path / "new", doc) == before - removed
-    report = verify(tmp_path / "new", samples=2)
+    report = verify(tmp_path / "new", samples=2, model=MLP)
     assert report.ok and report.bytes_measured == report.bytes_planned
 
     # a plan made before the pass existed has no "dead_neurons": export keeps every neuron
@@ -188,5 +188,5 @@ def test_pruned_plan_records_dead_neurons_and_drops_their_synapses(tmp_path, mon
     doc = export(MLP, old, tmp_path / "old")
     assert "dead_neurons" not in doc["model"]
     assert synapses_in(tmp_path / "old", doc) == before
-    report = verify(tmp_path / "old", samples=2)
+    report = verify(tmp_path / "old", samples=2, model=MLP)
     assert report.ok and report.bytes_measured == report.bytes_planned

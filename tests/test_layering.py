@@ -21,9 +21,11 @@ LAYERS: dict[str, int] = {
     "_notes": 0,
     "_format": 0,
     "_version": 0,
+    "_isolate": 0,
     "graph": 1,
     "devices": 1,
     "_output": 1,  # output files: checks before the work, atomic writes
+    "_files": 1,
     "importers": 2,
     "compress": 3,
     "problem": 4,

@@ -77,7 +77,10 @@ def apply_passes(
             raise UsageError(f"unknown model pass {spec!r}; known: {', '.join(PASS_NAMES)}")
         name = spec["name"]
         if name == PRUNE:
-            ratio = float(spec["ratio"])
+            ratio = spec.get("ratio")
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+                raise InvalidModelError(f"model pass {PRUNE}: ratio {ratio!r} is not a number")
+            ratio = float(ratio)
             graph = compress.magnitude_prune(graph, ratio)
             records.append({"name": PRUNE, "ratio": ratio})
             continue
@@ -85,6 +88,9 @@ def apply_passes(
             graph, record = _share(graph, spec)
             records.append(record)
             continue
+        found = spec.get("neurons", 0)
+        if isinstance(found, bool) or not isinstance(found, int):
+            raise InvalidModelError(f"model pass {DEAD}: neurons {found!r} is not a count")
         graph, dead = compress.remove_dead_neurons(graph)
         if "neurons" in spec and int(spec["neurons"]) != dead.neurons:
             raise InvalidModelError(

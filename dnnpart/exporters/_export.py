@@ -11,11 +11,27 @@ from dnnpart.exporters._manifest import MANIFEST, Split, file_prefixes, stage_fi
 from dnnpart.exporters._source import Source, prepare, stage_model
 from dnnpart.exporters._write import save_model, staged_folder, write_json
 
-__all__ = ["export", "build_split", "EXTERNAL_MIN_BYTES"]
+__all__ = ["export", "build_split", "model_file", "EXTERNAL_MIN_BYTES"]
 
 # A sub-model whose initializers reach this size keeps them in a data file beside it
 # (protobuf cannot hold 2 GiB; big files also load faster memory-mapped).
 EXTERNAL_MIN_BYTES = 64 << 20
+
+
+def model_file(model_path: str | None, out_dir: str | os.PathLike) -> str | None:
+    """Where ``dnnpart verify`` finds the model by itself: its path relative to the folder
+    that holds ``out_dir`` (checked there like external data), or None when the model lies
+    elsewhere (verify then needs ``--model``). Never an absolute path."""
+    if not model_path:
+        return None
+    base = os.path.dirname(os.path.abspath(out_dir))
+    model_path = os.path.abspath(model_path)
+    try:
+        if os.path.commonpath([base, model_path]) != base:
+            return None
+    except ValueError:  # another drive
+        return None
+    return os.path.relpath(model_path, base).replace(os.sep, "/")
 
 
 def build_split(model, plan: Plan | str | os.PathLike) -> tuple[Source, Plan, Split]:
@@ -80,7 +96,7 @@ def export(
     source, plan, split = build_split(model, plan)
     header = {
         "model": {
-            "path": source.path,
+            "file": model_file(source.path, out_dir),
             "sha256": source.sha256,
             "passes": source.passes,
             # the same facts as passes, for readers of manifests made before them
@@ -111,6 +127,7 @@ def export(
                 stage_model(stage.graph, source),
                 os.path.join(tmp, stage.file),
                 external_data=stage.data,
+                source=source.path,
             )
         doc = split.to_dict(header)
         write_json(os.path.join(tmp, MANIFEST), doc)  # last: its presence means complete

@@ -18,13 +18,14 @@ refuses any name but the one these rules give.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnnpart._files import load_json, read_regular
 from dnnpart.errors import InvalidModelError
+from dnnpart.exporters._manifest_schema import check_document
 
 __all__ = [
     "MANIFEST",
@@ -41,6 +42,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+MAX_MANIFEST_BYTES = 256 << 20
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d|device\d+)", re.IGNORECASE)
 
@@ -201,50 +203,37 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     path = os.path.join(folder, MANIFEST)
     if not os.path.isdir(folder):
         _fail(folder, "not a folder")
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(256 << 20))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         _fail(folder, f"no {MANIFEST}")
-    except (OSError, ValueError) as exc:
-        _fail(folder, f"{MANIFEST}: {exc}")
+    if os.path.islink(path):
+        _fail(folder, f"{MANIFEST} is a symbolic link")
+    where = f"not a valid dnnpart export: {folder} ({MANIFEST})"
+    data = read_regular(path, limit=MAX_MANIFEST_BYTES, what=MANIFEST, error=InvalidModelError)
+    doc = load_json(data, where, InvalidModelError)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        _fail(folder, f"unknown format {doc.get('format') if isinstance(doc, dict) else doc!r}")
     try:
-        if doc.get("format") != FORMAT:
-            _fail(folder, f"unknown format {doc.get('format')!r}")
-        k = int(doc["k"])
+        check_document(doc)
         names = [d["name"] for d in doc["devices"]["device"]]
-        if len(names) != k:
-            _fail(folder, f"{len(names)} devices listed for k = {k}")
-        prefixes = file_prefixes(names)
-        stages = doc["stages"]
-        for i, s in enumerate(stages):
-            if s["id"] != i or not (0 <= int(s["device"]) < k):
-                _fail(folder, f"stage {i}: bad id or device")
-            for key in ("file", "data"):
-                name = s[key]
-                if name is None and key == "data":
-                    continue
-                ext = "onnx" if key == "file" else "data"
-                want = stage_file(prefixes[int(s["device"])], int(s["stage"]), ext)
-                if name != want:
-                    _fail(folder, f"stage {i}: file name {name!r} is not {want!r}")
-                full = os.path.join(folder, name)
-                if os.path.islink(full) or not os.path.isfile(full):
-                    _fail(folder, f"{name} is missing or not a regular file")
-            if not all(isinstance(x, str) for x in s["inputs"] + s["outputs"]):
-                _fail(folder, f"stage {i}: value names must be strings")
-        if sorted(doc["order"]) != list(range(len(stages))):
-            _fail(folder, "the execution order must list every stage once")
-        for t in doc["transfers"]:
-            if not (0 <= int(t["from"]) < k and 0 <= int(t["to"]) < k):
-                _fail(folder, "a transfer names a device out of range")
-            if t["after"] is not None and not (0 <= int(t["after"]) < len(stages)):
-                _fail(folder, "a transfer names a stage out of range")
-        for p in doc["inputs"] + doc["outputs"]:
-            if not (0 <= int(p["device"]) < k):
-                _fail(folder, f"tensor {p['tensor']!r} placed on a device out of range")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        _fail(folder, f"{MANIFEST}: missing or bad field ({exc})")
+    except ValueError as exc:
+        _fail(folder, f"{MANIFEST}: {exc}")
+    except (KeyError, TypeError) as exc:
+        _fail(folder, f"{MANIFEST}: missing or bad field devices ({exc})")
+    if len(names) != doc["k"]:
+        _fail(folder, f"{len(names)} devices listed for k = {doc['k']}")
+    prefixes = file_prefixes(names)
+    for i, s in enumerate(doc["stages"]):
+        for key in ("file", "data"):
+            name = s.get(key)
+            if name is None and key == "data":
+                continue
+            ext = "onnx" if key == "file" else "data"
+            want = stage_file(prefixes[s["device"]], s["stage"], ext)
+            if name != want:
+                _fail(folder, f"stage {i}: file name {name!r} is not {want!r}")
+            full = os.path.join(folder, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                _fail(folder, f"{name} is missing or not a regular file")
     return doc
 
 

@@ -87,8 +87,6 @@ class Source:
 def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> Source:
     """Load ``model`` (a path, or a LayerGraph imported from it), check that its sha256 is
     ``sha256`` (when given), replay ``passes`` and infer value types."""
-    import onnx_ir.passes.common as common
-
     from dnnpart.compress import apply_passes
     from dnnpart.importers import load
 
@@ -109,7 +107,7 @@ def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> S
                 overrides[w.name] = np.asarray(w.numpy())
     graph = changed
     # value types with symbolic dimensions kept (the importer's hints use 1 for them)
-    common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(graph.model)
+    _infer_value_types(graph.model)
     import onnx_ir as ir
 
     values = ir.convenience.create_value_mapping(graph.model.graph, include_subgraphs=False)
@@ -122,6 +120,43 @@ def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> S
         sha256=sha,
         passes=records,
     )
+
+
+def _infer_value_types(model) -> None:
+    """Set the type and shape of every value of ``model`` from onnx shape inference, run
+    in a child process (a hostile model can make onnx's C++ abort); left as they are if
+    inference fails or crashes (the importer's shapes are used then)."""
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common
+
+    from dnnpart._isolate import call_isolated
+
+    def dims(shape):
+        if shape is None:
+            return None
+        return [d if isinstance(d, int) else getattr(d, "value", None) for d in shape]
+
+    def table():
+        common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
+        return [
+            {
+                name: (None if v.dtype is None else int(v.dtype), dims(v.shape))
+                for name, v in ir.convenience.create_value_mapping(g).items()
+            }
+            for g in model.graphs()
+        ]
+
+    try:
+        tables = call_isolated(table)
+    except Exception:  # noqa: BLE001 - inference is a hint: crashed, failed or timed out
+        return
+    for g, types in zip(model.graphs(), tables, strict=False):
+        for name, v in ir.convenience.create_value_mapping(g).items():
+            dtype, shape = types.get(name, (None, None))
+            if dtype is not None:
+                v.dtype = ir.DataType(dtype)
+            if shape is not None:
+                v.shape = ir.Shape(shape)
 
 
 def _checked_tensor(source: Source, name: str, like):

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dnnpart._isolate import IsolatedCrash, call_isolated
 from dnnpart._output import _umask
-from dnnpart.errors import OutputConflictError, UsageError
+from dnnpart.errors import InvalidModelError, OutputConflictError, UsageError
 
 __all__ = ["staged_folder", "write_json", "save_model", "save_model_file", "json_bytes"]
 
@@ -51,12 +52,21 @@ def write_json(path: str | os.PathLike, doc: Any) -> None:
         os.fsync(f.fileno())
 
 
-def save_model(model, path: str | os.PathLike, *, external_data: str | None = None) -> None:
+def save_model(
+    model,
+    path: str | os.PathLike,
+    *,
+    external_data: str | None = None,
+    source: str | None = None,
+) -> None:
     """Save an onnx-ir model, with its big tensors in ``external_data`` (a bare file name
     beside ``path``) when given, then check it with ``onnx.checker`` (``full_check=True``).
 
     Raises
     ------
+    InvalidModelError
+        If the written model fails the checker and so does the model it was cut from,
+        ``source`` (the fault is the input's).
     RuntimeError
         If the written model fails the checker (a bug of the exporter, not of the input).
     """
@@ -70,9 +80,18 @@ def save_model(model, path: str | os.PathLike, *, external_data: str | None = No
         ir.save(model, path)
     _fsync_file(path)
     try:
-        # the path form checks external data in place and works past protobuf's 2 GiB
-        onnx.checker.check_model(os.fspath(path), full_check=True)
+        # the path form checks external data in place and works past protobuf's 2 GiB;
+        # in a child process, as its shape inference can abort on a hostile model
+        call_isolated(lambda: onnx.checker.check_model(os.fspath(path), full_check=True))
+    except IsolatedCrash as exc:
+        raise InvalidModelError(
+            f"onnx's checker crashed on sub-model {os.path.basename(path)} ({exc}): "
+            "the model's shapes are inconsistent"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError, ...
+        fault = _checker_fault(source) if source else None
+        if fault:
+            raise InvalidModelError(f"{source} fails the ONNX checker: {fault}") from None
         raise RuntimeError(
             f"exported sub-model {os.path.basename(path)} fails the ONNX checker: "
             f"{str(exc).splitlines()[0][:300]}"
@@ -109,6 +128,20 @@ def save_model_file(
     finally:
         _remove(tmp)
     return [os.fspath(t) for t in targets]
+
+
+def _checker_fault(path: str) -> str | None:
+    """The first line of what ``onnx.checker`` (full check, in a child process) finds
+    wrong with the model at ``path``, or None."""
+    import onnx
+
+    try:
+        call_isolated(lambda: onnx.checker.check_model(path, full_check=True))
+    except IsolatedCrash as exc:
+        return f"the checker crashed ({exc})"
+    except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError, ...
+        return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+    return None
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ dense layers, costs from the inferred shapes.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings as _warnings
 
@@ -16,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from dnnpart._isolate import IsolatedCrash, call_isolated
 from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsupportedModelError
 from dnnpart.graph import ExternalRef, Layer, LayerGraph, LayerKind, TensorInfo, Weight
 from dnnpart.graph._costs import (
@@ -25,6 +27,7 @@ from dnnpart.graph._costs import (
     has_formula,
     layer_macs,
 )
+from dnnpart.importers._attributes import check_attributes
 from dnnpart.importers._read import read_model_proto
 from dnnpart.importers._structure import check_and_sort, check_functions, outer_names_used
 from dnnpart.importers._tensors import MAX_ELEMENTS, check_tensor, declared_size, iter_tensors
@@ -145,14 +148,24 @@ def _infer_shapes(proto: onnx.ModelProto, warnings: list[str]) -> dict[str, tupl
                 d.Clear()
                 d.dim_value = 1
     try:
-        inferred = onnx.shape_inference.infer_shapes(
-            light, check_type=False, strict_mode=False, data_prop=True
-        )
+        # in a child process: a hostile model can make onnx's C++ abort or loop
+        return call_isolated(lambda: _shape_table(_inferred(light)))
+    except IsolatedCrash as exc:
+        warnings.append(f"shape inference crashed ({exc}); shapes are hints")
     except Exception as exc:  # noqa: BLE001 - inference is a hint, never fatal
         warnings.append(
             f"shape inference failed ({str(exc).splitlines()[0][:160]}); shapes are hints"
         )
-        inferred = light
+    return _shape_table(light)
+
+
+def _inferred(light: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.shape_inference.infer_shapes(
+        light, check_type=False, strict_mode=False, data_prop=True
+    )
+
+
+def _shape_table(inferred: onnx.ModelProto) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -247,6 +260,12 @@ class _Builder:
     def info(self, name: str) -> TensorInfo:
         if name not in self._tensor_infos:
             shape, elem = self.shapes.get(name, (None, 0))
+            known = [d for d in shape or () if d is not None]
+            if known and math.prod(known) > MAX_ELEMENTS:  # costs stay far from int64's end
+                raise ResourceLimitError(
+                    f"tensor {name!r} declares shape {list(shape)} ({math.prod(known)} "
+                    f"elements, over the limit of {MAX_ELEMENTS})"
+                )
             dtype, bits = _dtype_bits(elem) if elem else (None, None)
             self._tensor_infos[name] = TensorInfo(name, shape, dtype, bits)
         return self._tensor_infos[name]
@@ -291,7 +310,17 @@ class _Builder:
         value = np.zeros(1, dtype=np.float32)
         for attr in node.attribute:
             if attr.name == "value":
-                value = numpy_helper.to_array(attr.t).reshape(-1)
+                t = attr.t
+                if (
+                    attr.type != onnx.AttributeProto.TENSOR
+                    or t.data_location == onnx.TensorProto.EXTERNAL
+                    or declared_size(t, f"value of {node.output[0]!r}")[0] != 1
+                ):
+                    raise InvalidModelError(
+                        f"ConstantOfShape {node.output[0]!r}: attribute 'value' must be a "
+                        "one-element tensor held in the model"
+                    )
+                value = numpy_helper.to_array(t).reshape(-1)
         elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
         dtype, bits = _dtype_bits(elem)
         fill = value[0].item() if value.size else 0
@@ -437,6 +466,10 @@ class _Builder:
                     weights[f"outer:{t}"] = self.weights[t]
                 else:
                     captured.append(t)
+        if domain in _STANDARD_DOMAINS:
+            w = weights.get("weight")
+            data = act_inputs[0].shape if act_inputs else None
+            check_attributes(op, name, attrs, w.shape if w is not None else None, data)
         kind, neurons = self._classify(head, weights, act_inputs)
         notes: list[str] = []
         macs = self._macs(head, all_inputs, outputs, attrs, name, notes)
@@ -484,6 +517,8 @@ class _Builder:
         if op in _CONTROL_FLOW:
             return LayerKind.CONTROL_FLOW, None
         w = weights.get("weight")
+        if w is not None and w.size == 0:  # an empty weight: nothing to split
+            return LayerKind.OTHER, None
         if op == "Conv" and w is not None and len(w.shape) >= 3 and len(act_inputs) == 1:
             return LayerKind.CONV, w.shape[0]
         if (
@@ -529,9 +564,8 @@ class _Builder:
                 if t and (s is None or None in s)
             ]
             unknown += [o.name for o in outputs if o.shape is None or None in o.shape]
-            self.warnings.append(
-                f"layer {name!r}: cost unknown, shape of tensor {unknown[0]!r} is unknown"
-            )
+            why = f"shape of tensor {unknown[0]!r} is unknown" if unknown else "an input is missing"
+            self.warnings.append(f"layer {name!r}: cost unknown, {why}")
             return 0
         if macs == 0 and not has_formula(node.op_type):
             self.warnings.append(

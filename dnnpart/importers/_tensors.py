@@ -23,7 +23,7 @@ import onnx
 from dnnpart.errors import InvalidModelError, ResourceLimitError, UnsafeReferenceError
 from dnnpart.graph._tensor import ExternalRef
 
-__all__ = ["iter_tensors", "check_tensor", "MAX_RANK", "MAX_ELEMENTS"]
+__all__ = ["iter_tensors", "check_tensor", "checked_file", "MAX_RANK", "MAX_ELEMENTS"]
 
 MAX_RANK = 64
 MAX_ELEMENTS = 1 << 44  # 16 Ti elements: no real weight comes close
@@ -149,31 +149,7 @@ def _check_external(t: onnx.TensorProto, where: str, base_dir: str, nbytes: int)
         raise InvalidModelError(f"{where}: external data without a location")
     offset = _number(info.get("offset", "0"), "offset", where)
     length = _number(info["length"], "length", where) if "length" in info else None
-    _check_location_text(location, where)
-
-    base_real = os.path.realpath(base_dir)
-    candidate = os.path.join(base_real, location)
-    real = os.path.realpath(candidate)
-    if os.path.commonpath([base_real, real]) != base_real or real == base_real:
-        raise UnsafeReferenceError(
-            f"{where}: external data {location!r} resolves outside the model's folder ({real})"
-        )
-    try:
-        st = os.stat(real)
-    except FileNotFoundError:
-        raise InvalidModelError(
-            f"{where}: external data file {location!r} not found ({real})"
-        ) from None
-    except OSError as exc:
-        raise UnsafeReferenceError(
-            f"{where}: cannot stat external data {location!r}: {exc}"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeReferenceError(f"{where}: external data {location!r} is not a regular file")
-    if st.st_nlink > 1:
-        raise UnsafeReferenceError(
-            f"{where}: external data {location!r} is hard-linked ({st.st_nlink} links); refusing"
-        )
+    real, st = checked_file(location, base_dir, where, "external data")
     if length is None:
         length = max(st.st_size - offset, 0)
     if length != nbytes:
@@ -189,6 +165,36 @@ def _check_external(t: onnx.TensorProto, where: str, base_dir: str, nbytes: int)
     return ExternalRef(real, offset, length, st.st_dev, st.st_ino)
 
 
+def checked_file(location: str, base_dir: str, where: str, what: str) -> tuple[str, os.stat_result]:
+    """Real path and stat of the file ``location`` names relative to ``base_dir``.
+
+    Refused before anything is opened: absolute, drive-letter, UNC, ``~`` and ``..``
+    locations, a real path (through symlinks, compared by whole components) outside
+    ``base_dir``, anything but a regular file, a hard-linked file.
+    """
+    _check_location_text(location, where, what)
+    base_real = os.path.realpath(base_dir)
+    candidate = os.path.join(base_real, location)
+    real = os.path.realpath(candidate)
+    if os.path.commonpath([base_real, real]) != base_real or real == base_real:
+        raise UnsafeReferenceError(
+            f"{where}: {what} {location!r} resolves outside its folder ({real})"
+        )
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise InvalidModelError(f"{where}: {what} file {location!r} not found ({real})") from None
+    except OSError as exc:
+        raise UnsafeReferenceError(f"{where}: cannot stat {what} {location!r}: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeReferenceError(f"{where}: {what} {location!r} is not a regular file")
+    if st.st_nlink > 1:
+        raise UnsafeReferenceError(
+            f"{where}: {what} {location!r} is hard-linked ({st.st_nlink} links); refusing"
+        )
+    return real, st
+
+
 def _number(text: str, key: str, where: str) -> int:
     if not _DECIMAL.match(text.strip()):
         raise InvalidModelError(
@@ -197,7 +203,7 @@ def _number(text: str, key: str, where: str) -> int:
     return int(text)
 
 
-def _check_location_text(location: str, where: str) -> None:
+def _check_location_text(location: str, where: str, what: str) -> None:
     """Refuse absolute, drive-letter, UNC and parent-directory locations outright."""
     unsafe = (
         "\x00" in location
@@ -208,4 +214,4 @@ def _check_location_text(location: str, where: str) -> None:
         or ".." in re.split(r"[\\/]", location)
     )
     if unsafe:
-        raise UnsafeReferenceError(f"{where}: unsafe external data location {location!r}")
+        raise UnsafeReferenceError(f"{where}: unsafe {what} location {location!r}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from dnnpart.errors import UsageError
+from dnnpart.errors import ResourceLimitError, UnsupportedModelError, UsageError
 from dnnpart.graph import Layer, LayerGraph, TensorInfo
 from dnnpart.problem._layout import FOLLOW, SPLIT, Space, elements, neuron_layout
 from dnnpart.problem._problem import Nets, Problem
@@ -31,11 +31,21 @@ __all__ = ["neuron_problem", "layer_problem", "build_problem"]
 
 def build_problem(graph: LayerGraph, granularity: str = "neuron", **kwargs) -> Problem:
     """:func:`neuron_problem` or :func:`layer_problem` by name."""
+    if not graph.layers:
+        raise UnsupportedModelError("the model has no operators: there is nothing to split")
     if granularity == "neuron":
         return neuron_problem(graph, **kwargs)
     if granularity == "layer":
         return layer_problem(graph, **kwargs)
     raise UsageError(f"granularity must be 'neuron' or 'layer', got {granularity!r}")
+
+
+def _counts(values: np.ndarray) -> np.ndarray:
+    """Element or byte counts as int64, refusing any that would not fit (exit code 5)."""
+    values = np.rint(values)
+    if values.size and not (np.all(np.isfinite(values)) and values.max() < 2.0**62):
+        raise ResourceLimitError("the model's sizes overflow 64-bit counts")
+    return values.astype(np.int64)
 
 
 def _bytes_per_element(t: TensorInfo) -> float:
@@ -357,8 +367,8 @@ def _finish(
         nets = Nets(
             pins=pins,
             source=cat([p[0] for p in b.net_parts]),
-            elements=np.rint(cat([p[1] for p in b.net_parts])).astype(np.int64),
-            nbytes=np.rint(cat([p[2] for p in b.net_parts])).astype(np.int64),
+            elements=_counts(cat([p[1] for p in b.net_parts])),
+            nbytes=_counts(cat([p[2] for p in b.net_parts])),
         )
     return Problem(
         synapses=synapses,
@@ -370,9 +380,9 @@ def _finish(
         seed=seed,
         granularity=granularity,
         balanced=np.asarray(b.balanced, dtype=bool),
-        activation_elements=np.rint(cat(b.elements)).astype(np.int64),
-        activation_bytes=np.rint(cat(b.bytes)).astype(np.int64),
-        param_bytes=np.rint(cat(b.params)).astype(np.int64),
+        activation_elements=_counts(cat(b.elements)),
+        activation_bytes=_counts(cat(b.bytes)),
+        param_bytes=_counts(cat(b.params)),
         layer_names=tuple(b.names),
         graph=graph,
         nets=nets,

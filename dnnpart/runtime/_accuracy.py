@@ -9,12 +9,13 @@ labels, accuracy is the agreement with the original model's top-1.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from dnnpart.errors import UsageError
+from dnnpart.errors import ResourceLimitError, UsageError
 
 __all__ = [
     "Data",
@@ -23,11 +24,13 @@ __all__ = [
     "load_data",
     "output_name",
     "predict",
+    "read_npz",
     "samples_from",
     "top1",
 ]
 
 DEFAULT_LABELS = "y"
+MAX_FEED_BYTES = 1 << 30  # what an .npz of inputs may unpack to
 
 
 @dataclass
@@ -71,11 +74,50 @@ def samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndar
             raise UsageError(f"input {name!r} has {len(parts)} samples, another has {count}")
         count = len(parts)
         per_input[name] = parts
+    if count == 0:
+        raise UsageError("the inputs file holds no sample (an array with 0 rows)")
     count = count or 1
     return [
         {n: (v[i] if isinstance(v, list) else v) for n, v in per_input.items()}
         for i in range(count)
     ]
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, refusing special files, pickles and archives that
+    would unpack to more than :data:`MAX_FEED_BYTES`."""
+    import io
+    import zipfile
+
+    from dnnpart._files import read_regular
+
+    data = read_regular(path, limit=MAX_FEED_BYTES, what="inputs file")
+    if data[:4] != b"PK\x03\x04":
+        one = data[:6] == b"\x93NUMPY"
+        hint = " (that is one .npy array: save it with numpy.savez)" if one else ""
+        raise UsageError(
+            f"--inputs {os.fspath(path)} is not an .npz file (numpy.savez: one array per "
+            f"model input){hint}"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+            for info in z.infolist():  # what each array header declares, before loading
+                with z.open(info) as member:
+                    fmt = np.lib.format
+                    version = fmt.read_magic(member)
+                    read = fmt.read_array_header_1_0 if version == (1, 0) else None
+                    shape, _, dtype = (read or fmt.read_array_header_2_0)(member)
+                unpacked += math.prod(shape) * dtype.itemsize
+        if unpacked > MAX_FEED_BYTES:
+            raise ResourceLimitError(
+                f"inputs file {path} unpacks to {unpacked} bytes, over {MAX_FEED_BYTES}"
+            )
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        text = "it holds pickled objects" if "pickle" in str(exc) else str(exc)[:200]
+        raise UsageError(f"cannot read inputs {os.fspath(path)}: {text}") from None
 
 
 def load_data(
@@ -94,7 +136,7 @@ def load_data(
         The label array. Given and missing: :class:`~dnnpart.errors.UsageError`. Not
         given: ``y`` when the file has it, else no labels.
     """
-    arrays = dict(data) if isinstance(data, dict) else _read_npz(data)
+    arrays = dict(data) if isinstance(data, dict) else read_npz(data)
     name = labels if labels is not None else DEFAULT_LABELS
     inputs = {s[0] for s in specs}
     if labels is not None and name not in arrays:
@@ -119,27 +161,6 @@ def load_data(
         if y.size != len(feeds):
             raise UsageError(f"{y.size} labels in {name!r} for {len(feeds)} samples")
     return Data(feeds, y, name if y is not None else None)
-
-
-def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file, never unpickling anything."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError as exc:
-        raise UsageError(f"cannot read inputs {os.fspath(path)}: {exc.strerror}") from None
-    if head[:4] != b"PK\x03\x04":
-        hint = " (that is one .npy array: save it with numpy.savez)" if head == b"\x93NUMPY" else ""
-        raise UsageError(
-            f"--inputs {os.fspath(path)} is not an .npz file (numpy.savez: one array per "
-            f"model input){hint}"
-        )
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        text = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
-        raise UsageError(f"cannot read inputs {os.fspath(path)}: {text}") from None
 
 
 def top1(output: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import InvalidModelError, UsageError
+from dnnpart.errors import DnnpartError, InvalidModelError, UsageError
 from dnnpart.exporters._manifest import read_manifest
 
 __all__ = ["Executor", "RunStats"]
@@ -206,6 +206,11 @@ class Executor:
         idx = np.concatenate([np.asarray(p["indices"], np.int64) for p in parts])
         if np.array_equal(idx, np.arange(idx.size)):
             return pieces, axis, None
+        if not np.array_equal(np.sort(idx), np.arange(idx.size)):
+            raise InvalidModelError(
+                f"manifest: the pieces of output {parts[0]['tensor']!r} do not hold each "
+                "element once"
+            )
         inverse = np.empty_like(idx)
         inverse[idx] = np.arange(idx.size)
         return pieces, axis, _selection(inverse, axis)
@@ -217,7 +222,28 @@ class Executor:
 
         ``trace``, if given, gets ``(transfer index, array sent)`` for every transfer, in
         the order they happen (what :func:`~dnnpart.runtime.verify` compares on a
-        mismatch)."""
+        mismatch). The folder is untrusted: element lists that do not fit their values, or
+        stages onnxruntime refuses to run, raise :class:`~dnnpart.errors.InvalidModelError`.
+        """
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+        try:
+            return self._run(feeds, trace)
+        except DnnpartError:
+            raise
+        except (IndexError, KeyError, ValueError, TypeError) as exc:
+            why = f"{type(exc).__name__}: {str(exc)[:160]}"
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own classes, below
+            if type(exc).__module__ != ort_errors.__name__:
+                raise
+            why = f"onnxruntime: {str(exc).splitlines()[0][:160] if str(exc) else exc!r}"
+        raise InvalidModelError(
+            f"not a valid dnnpart export: {self.folder} (the split does not run: {why})"
+        )
+
+    def _run(
+        self, feeds: dict[str, np.ndarray], trace: list | None = None
+    ) -> tuple[dict[str, np.ndarray], RunStats]:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise UsageError(f"no value for model input {missing[0]!r}")

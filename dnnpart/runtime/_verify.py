@@ -12,6 +12,7 @@ every sample runs on its own (batch 1) and each run is compared with the plan.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -20,16 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import InvalidModelError, UsageError
+from dnnpart.errors import InvalidModelError, ResourceLimitError, UsageError
 from dnnpart.runtime._accuracy import (
     DEFAULT_LABELS,
+    MAX_FEED_BYTES,
     accuracy,
     accuracy_of,
     load_data,
     output_name,
+    read_npz,
     top1,
 )
 from dnnpart.runtime._execute import Executor
+
+MAX_SAMPLES = 1 << 20
 
 __all__ = ["verify", "VerifyReport", "model_inputs", "reference_session"]
 
@@ -109,8 +114,20 @@ def reference_session(
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
     stem = "reference_trace" if extra_outputs else "reference"
     path = os.path.join(folder, f"{stem}.onnx")
-    save_model(model, path, external_data=f"{stem}.data" if size > 64 << 20 else None)
-    return ort.InferenceSession(path, _session_options(threads), providers=["CPUExecutionProvider"])
+    save_model(
+        model,
+        path,
+        external_data=f"{stem}.data" if size > 64 << 20 else None,
+        source=source.path,
+    )
+    try:
+        return ort.InferenceSession(
+            path, _session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        raise InvalidModelError(
+            f"onnxruntime cannot load the model {source.path}: {str(exc).splitlines()[0][:200]}"
+        ) from None
 
 
 def _localise(executor, source, folder, feed, rtol, atol, threads) -> str:
@@ -195,26 +212,35 @@ def verify(
         ``ok`` is False when an output differs or the bytes moved differ from the plan;
         ``problems`` says which.
     """
-    from dnnpart._plan import file_sha256
     from dnnpart.exporters._manifest import manifest_passes
     from dnnpart.exporters._source import prepare
 
-    if samples < 1:
+    _check_tolerances(rtol, atol)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
+    if samples > MAX_SAMPLES:
+        raise ResourceLimitError(f"--samples {samples} is over the limit of {MAX_SAMPLES}")
+    if inputs is not None and not isinstance(inputs, dict):
+        inputs = read_npz(inputs)  # cheap checks first
     executor = Executor(folder, threads=threads)
     m = executor.manifest
-    path = os.fspath(model) if model is not None else (m.get("model") or {}).get("path")
-    if not path or not os.path.isfile(path):
-        raise UsageError(f"the original model {path!r} is not there; pass --model PATH")
+    path = _reference_model(folder, m, model)
     want = (m.get("model") or {}).get("sha256")
-    if want and file_sha256(path) != want:
-        raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
     source = prepare(path, manifest_passes(m), want)
     specs = model_inputs(source.model)
     y = None
     if inputs is None:
         if labels is not None:
             raise UsageError("--labels needs --inputs (a data file with the labels)")
+        per_sample = sum(
+            math.prod(1 if d is None else d for d in dims or []) * dt.itemsize
+            for _, dt, dims in specs
+        )
+        if samples * per_sample > MAX_FEED_BYTES:
+            raise ResourceLimitError(
+                f"{samples} random samples of {per_sample} bytes are over the limit of "
+                f"{MAX_FEED_BYTES} bytes; use fewer --samples"
+            )
         rng = np.random.default_rng(seed)
         feeds = [
             {n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)
@@ -240,7 +266,7 @@ def verify(
         split_top, ref_top = [], []
         for i, feed in enumerate(feeds):
             t0 = time.perf_counter()
-            expected = dict(zip(out_names, ref.run(out_names, feed), strict=True))
+            expected = dict(zip(out_names, _run_reference(ref, out_names, feed), strict=True))
             ref_s += time.perf_counter() - t0
             got, stats = executor.run(feed)
             if scored is not None:
@@ -305,3 +331,64 @@ def verify(
         accuracy_of=acc_of,
         device_names=[str(d["name"]) for d in m["devices"]["device"]],
     )
+
+
+def _run_reference(session, names, feed):
+    """The whole model's outputs on ``feed``; inputs onnxruntime refuses are a usage error
+    (they come from the user's ``--inputs``)."""
+    try:
+        return session.run(names, feed)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        if "INVALID_ARGUMENT" not in str(exc):
+            raise
+        raise UsageError(f"the inputs do not fit the model: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:240] if lines else type(exc).__name__
+
+
+def _check_tolerances(rtol, atol) -> None:
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is None and name == "atol":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"--{name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--{name} must be finite and >= 0, got {value!r}")
+
+
+def _reference_model(folder, manifest: dict[str, Any], model) -> str:
+    """The path of the model the split is compared with, its sha256 checked first.
+
+    ``model`` (``--model``) is the user's choice; otherwise the manifest's ``model.file``,
+    relative to the folder that holds the split, is checked like external data (no
+    absolute or ``..`` path, inside that folder, a regular singly-linked file).
+    """
+    from dnnpart._plan import file_sha256
+    from dnnpart.importers._tensors import checked_file
+
+    info = manifest.get("model") or {}
+    want = info.get("sha256") if isinstance(info, dict) else None
+    if model is not None:
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise UsageError(f"--model {path}: no such regular file")
+    else:
+        rel = info.get("file") if isinstance(info, dict) else None
+        if not isinstance(rel, str) or not rel:
+            raise UsageError(f"{folder}: the manifest names no model beside it; pass --model PATH")
+        base = os.path.dirname(os.path.realpath(folder))
+        where = f"{folder}: manifest"
+        try:
+            path, _ = checked_file(rel, base, where, "model")
+        except InvalidModelError as exc:  # not found: the model moved
+            raise UsageError(f"{exc}; pass --model PATH") from None
+    if not isinstance(want, str) or not want:
+        if model is None:
+            raise InvalidModelError(f"not a valid dnnpart export: {folder} (no model sha256)")
+        return path
+    if file_sha256(path) != want:
+        raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
+    return path

@@ -257,7 +257,9 @@ def test_mismatch_exits_7_with_json(tmp_path, mlp_plan):
     out = tmp_path / "out"
     export(MLP, mlp_plan, out)
     _tamper(out, lambda d: d.update(volume_bytes_planned=d["volume_bytes_planned"] + 4))
-    result = CliRunner().invoke(main, ["verify", str(out), "--json", "--samples", "1"])
+    result = CliRunner().invoke(
+        main, ["verify", str(out), "--json", "--samples", "1", "--model", str(MLP)]
+    )
     assert result.exit_code == 7
     doc = json.loads(result.stdout)
     assert doc["ok"] is False
@@ -279,6 +281,6 @@ def test_wrong_weights_are_caught(tmp_path, mlp_plan):
         else:
             continue
         break
-    report = verify(out, samples=2)
+    report = verify(out, samples=2, model=MLP)
     assert not report.ok
     assert any("over tolerance" in p for p in report.problems)

@@ -46,7 +46,7 @@ def export_and_verify(model, plan, out: Path, **kwargs):
     doc = export(model, plan, out)
     for s in doc["stages"]:
         onnx.checker.check_model(str(out / s["file"]), full_check=True)
-    report = verify(out, **kwargs)
+    report = verify(out, model=model, **kwargs)
     assert report.ok, report.problems
     assert report.bytes_measured == report.bytes_planned == plan.scores["volume_bytes"]
     return doc, report
@@ -158,7 +158,7 @@ def test_external_weights_are_written_to_a_data_file_by_index(tmp_path):
     data = [s["data"] for s in doc["stages"]]
     assert data == [s["file"].replace(".onnx", ".data") for s in doc["stages"]]
     assert all((tmp_path / "out" / d).stat().st_size > 0 for d in data)
-    assert verify(tmp_path / "out", samples=2).ok
+    assert verify(tmp_path / "out", samples=2, model=path).ok
 
 
 # -- real models: the light models of the onnx wheel (weights are ConstantOfShape) -------

@@ -34,7 +34,7 @@ def export_and_verify(model, plan, out: Path, **kwargs):
     doc = export(model, plan, out)
     for s in doc["stages"]:
         onnx.checker.check_model(str(out / s["file"]), full_check=True)
-    report = verify(out, **kwargs)
+    report = verify(out, model=model, **kwargs)
     assert report.ok, report.problems
     assert report.bytes_measured == report.bytes_planned == plan.scores["volume_bytes"]
     return doc, report

@@ -34,7 +34,7 @@ def plan_with_labels(path, k: int, labels):
 
 def export_and_verify(path, plan, out: Path) -> dict:
     doc = export(path, plan, out)
-    report = verify(out, samples=2)
+    report = verify(out, samples=2, model=path)
     assert report.ok, report.problems
     assert report.bytes_measured == report.bytes_planned == plan.scores["volume_bytes"]
     return doc

@@ -108,7 +108,7 @@ def test_executor_counts_every_transfer_on_its_link(split):
 
 def test_verify_on_the_digits_test_set(split):
     out, plan = split
-    report = verify(out, inputs=DIGITS)  # the file's "x" array feeds the only input
+    report = verify(out, inputs=DIGITS, model=MLP)  # the file's "x" array feeds the only input
     assert report.ok and report.samples == 360
     assert report.bytes_measured == report.bytes_planned == plan.scores["volume_bytes"]
     assert len(report.compute_s) == 4 and all(t > 0 for t in report.compute_s)
@@ -116,9 +116,9 @@ def test_verify_on_the_digits_test_set(split):
 
 def test_random_inputs_are_seeded(split):
     out, _ = split
-    a = verify(out, samples=3, seed=7)
-    b = verify(out, samples=3, seed=7)
-    c = verify(out, samples=3, seed=8)
+    a = verify(out, samples=3, seed=7, model=MLP)
+    b = verify(out, samples=3, seed=7, model=MLP)
+    c = verify(out, samples=3, seed=8, model=MLP)
     assert a.max_abs_err == b.max_abs_err
     assert a.ok and c.ok
 
@@ -135,7 +135,9 @@ def test_moved_model_is_found_with_model_option(tmp_path, split):
 
 def test_cli_verify_json_contract(split):
     out, _ = split
-    result = CliRunner().invoke(main, ["verify", str(out), "--json", "--samples", "2"])
+    result = CliRunner().invoke(
+        main, ["verify", str(out), "--json", "--samples", "2", "--model", str(MLP)]
+    )
     assert result.exit_code == 0, result.output
     import json
 
@@ -143,5 +145,5 @@ def test_cli_verify_json_contract(split):
     assert doc["ok"] is True
     assert doc["bytes_measured"] == doc["bytes_planned"]
     assert isinstance(doc["max_abs_err"], float)
-    text = CliRunner().invoke(main, ["verify", str(out), "--samples", "1"])
+    text = CliRunner().invoke(main, ["verify", str(out), "--samples", "1", "--model", str(MLP)])
     assert text.exit_code == 0 and "ok" in text.stdout

@@ -1,0 +1,17 @@
+"""A fuzzing harness for dnnpart's command line (issue 17, BAD_INPUTS.md).
+
+Structure-aware and byte-level mutants of real ONNX models, and mutants of plans,
+manifests, device files and ``.npz`` inputs, each run through the CLI's entry point in a
+forked child under a time and memory limit; outcomes are classified (ok, typed error by
+exit code, internal error, signal, hang, read outside the case's folder) and failures kept
+as reproductions. ``test_fuzz.py`` runs a short seeded campaign; the long run is::
+
+    python -m tests.fuzz --mutants 3000 --work /tmp/dnnpart-fuzz
+
+(five real models by default; ``--model PATH`` repeated to choose others).
+"""
+
+from ._campaign import Campaign, Report, main_models
+from ._runner import FAILURES, Outcome, run_cli
+
+__all__ = ["Campaign", "Report", "main_models", "run_cli", "Outcome", "FAILURES"]

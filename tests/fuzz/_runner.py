@@ -1,0 +1,187 @@
+"""Run ``dnnpart`` once in a forked child with time and memory limits, and classify it.
+
+The parent has imported the CLI already, so a child costs a ``fork`` (no interpreter
+start, no imports). The child limits its address space and CPU time
+(``resource.setrlimit``), changes into the case's folder, sends stdout and stderr to
+files, and records every file Python opens (an audit hook on ``open``) so that a read
+outside the case's folder can be caught. The parent kills it after ``timeout`` seconds of
+wall time.
+
+Outcomes (DESIGN.md exit codes): ``ok`` (0), ``typed`` (2-7, a typed error), ``oom``
+(exit 5 from the CLI's generic out-of-memory handler: no limit check caught it first),
+``internal`` (1: a bug escaped as an internal error), ``signal`` (killed by a signal),
+``hang`` (over the time or CPU limit), ``outside`` (opened a file outside the case's
+folder, or printed a canary's bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Outcome", "run_cli", "warm", "FAILURES"]
+
+FAILURES = ("internal", "signal", "hang", "outside")
+
+
+@dataclass
+class Outcome:
+    kind: str
+    code: int | None
+    seconds: float
+    stderr: str = ""
+    outside: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.kind in FAILURES
+
+
+def warm() -> None:
+    """Import everything a CLI run may need, once, so that forked runs start warm."""
+    import onnx.reference  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    import dnnpart._partition  # noqa: F401
+    import dnnpart.cli  # noqa: F401
+    import dnnpart.exporters  # noqa: F401
+    import dnnpart.runtime  # noqa: F401
+    from dnnpart.plugins import get_registry
+
+    get_registry()
+
+
+def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int) -> None:
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        out = os.open(case / "stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(case / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        # the parent's sys.stdout may be a capture (pytest): write to the files instead
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        os.chdir(case)
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        os.environ.pop("DNNPART_DEBUG", None)
+
+        def hook(event, event_args):
+            if event == "open" and event_args and isinstance(event_args[0], (str, bytes)):
+                path = os.fsdecode(event_args[0])
+                os.write(log_fd, (os.path.abspath(path) + "\n").encode("utf-8", "replace"))
+
+        sys.addaudithook(hook)
+        from dnnpart.cli import main
+
+        try:
+            main(args, prog_name="dnnpart", standalone_mode=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - escaped the CLI's own handler: a bug
+            code = 99
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def run_cli(
+    args: list[str],
+    case: Path,
+    *,
+    allowed: list[Path],
+    watched: list[Path] = (),
+    canaries: list[Path] = (),
+    timeout: float = 60.0,
+    memory: int = 3 << 30,
+) -> Outcome:
+    """Run ``dnnpart ARGS`` in ``case`` in a forked child and classify what happened.
+
+    ``allowed`` are the folders the run may open files under (the case); opening a file
+    under a ``watched`` folder but outside ``allowed``, or any of ``canaries``, or printing
+    a canary's first bytes, is an outside read.
+    """
+    case = Path(case)
+    log_path = case / "opens.txt"
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        _child(args, case, memory, int(timeout) + 1, log_fd)
+    os.close(log_fd)
+    status = None
+    while time.monotonic() - start < timeout:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    seconds = time.monotonic() - start
+    stderr = _read(case / "stderr.txt")
+    outside = _outside_reads(log_path, allowed, watched, canaries)
+    text = _read(case / "stdout.txt") + stderr
+    outside += [str(c) for c in canaries if _canary_text(c) and _canary_text(c) in text]
+    if status is None:
+        kind, code = "hang", None
+    elif os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        kind, code = ("hang" if sig in (signal.SIGXCPU, signal.SIGKILL) else "signal"), -sig
+    else:
+        code = os.WEXITSTATUS(status)
+        if code == 0:
+            kind = "ok"
+        elif code == 5 and "dnnpart: error: out of memory" in stderr:
+            kind = "oom"
+        elif 2 <= code <= 7:
+            kind = "typed"
+        else:
+            kind = "internal"
+    if outside:
+        kind = "outside"
+    return Outcome(kind, code, seconds, stderr[-2000:], outside)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _canary_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(24).decode("latin-1")
+    except OSError:
+        return ""
+
+
+def _outside_reads(log: Path, allowed, watched, canaries) -> list[str]:
+    roots = {os.path.realpath(w) for w in watched}
+    marks = {os.path.realpath(c) for c in canaries}
+    keep = [os.path.realpath(a) for a in allowed]
+    bad = []
+    for line in _read(log).splitlines():
+        real = os.path.realpath(line)
+        if real in marks or (
+            any(_under(real, r) for r in roots) and not any(_under(real, a) for a in keep)
+        ):
+            bad.append(real)
+    return sorted(set(bad))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
