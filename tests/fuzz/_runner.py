@@ -1,11 +1,11 @@
 """Run ``dnnpart`` once in a forked child with time and memory limits, and classify it.
 
 The parent has imported the CLI already, so a child costs a ``fork`` (no interpreter
-start, no imports). The child limits its address space and CPU time
-(``resource.setrlimit``), changes into the case's folder, sends stdout and stderr to
-files, and records every file Python opens (an audit hook on ``open``) so that a read
-outside the case's folder can be caught. The parent kills it after ``timeout`` seconds of
-wall time.
+start, no imports). The child limits its address space (what it inherited plus
+``memory``) and CPU time (``resource.setrlimit``), changes into the case's folder, sends
+stdout and stderr to files, and records every file Python opens (an audit hook on
+``open``) so that a read outside the case's folder can be caught. The parent kills it
+after ``timeout`` seconds of wall time.
 
 Outcomes (DESIGN.md exit codes): ``ok`` (0), ``typed`` (2-7, a typed error), ``oom``
 (exit 5 from the CLI's generic out-of-memory handler: no limit check caught it first),
@@ -69,7 +69,8 @@ def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int) -> N
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
         os.chdir(case)
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        limit = _address_space() + memory  # on top of what the fork inherits
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         os.environ.pop("DNNPART_DEBUG", None)
 
@@ -152,6 +153,18 @@ def run_cli(
     if outside:
         kind = "outside"
     return Outcome(kind, code, seconds, stderr[-2000:], outside)
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _read(path: Path) -> str:
