@@ -74,17 +74,17 @@ def partition(
         The validated labels, their scores, the vertical baseline's scores on the same
         problem, and the notes partitioner and passes made (``plan.messages``).
     """
+    if isinstance(k, int) and graph.layers and k > _max_vertices(graph):  # before k devices
+        raise UsageError(
+            f"k = {k} is larger than the number of vertices of any split of this model "
+            f"(at most {_max_vertices(graph)})"
+        )
     say = progress or (lambda text: None)
     profiled = graph.profile is not None
     check_request(
         k=k, method=method, devices=devices, granularity=granularity, prune=prune,
         imbalance=imbalance, profiled=profiled,
     )  # fmt: skip
-    if isinstance(k, int) and graph.layers and k > _max_vertices(graph):  # before k devices
-        raise UsageError(
-            f"k = {k} is larger than the number of vertices of any split of this model "
-            f"(at most {_max_vertices(graph)})"
-        )
     devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)

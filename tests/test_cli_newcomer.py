@@ -223,7 +223,7 @@ def test_export_and_verify_use_device_names_in_execution_order(tmp_path, plan_fi
     order = [manifest["stages"][i]["file"] for i in manifest["order"]]
     rows = [line for line in res.stdout.splitlines() if "_stage" in line]
     assert [next(w for w in r.split() if w.endswith(".onnx")) for r in rows] == order
-    ver = cli("verify", out, "--samples", "1")
+    ver = cli("verify", out, "--samples", "1", "--model", MLP)
     assert ver.exit_code == 0, ver.output
     assert "jetson" in ver.stdout and "phone" in ver.stdout
 
@@ -236,7 +236,7 @@ def split_dir(tmp_path_factory, plan_file) -> Path:
 
 
 def test_verify_inputs_must_be_an_npz(split_dir, devices):
-    res = cli("verify", split_dir, "--inputs", devices)
+    res = cli("verify", split_dir, "--model", MLP, "--inputs", devices)
     assert res.exit_code == 2
     assert "not an .npz file" in res.stderr
     assert "pickle" not in res.stderr
@@ -246,13 +246,15 @@ def test_verify_refuses_nan_inputs(split_dir, tmp_path):
     x = np.ones((2, 64), dtype=np.float32)
     x[1, 3] = np.nan
     np.savez(tmp_path / "nan.npz", x=x)
-    res = cli("verify", split_dir, "--inputs", tmp_path / "nan.npz")
+    res = cli("verify", split_dir, "--model", MLP, "--inputs", tmp_path / "nan.npz")
     assert res.exit_code == 2 and "NaN" in res.stderr
 
 
 def test_verify_tells_rounding_after_the_last_transfer_from_a_routing_error(split_dir, tmp_path):
     # rtol far below float32 precision: the outputs "differ", but every transfer matches
-    tight = cli("verify", split_dir, "--samples", "2", "--rtol", "1e-12", "--atol", "0")
+    tight = cli(
+        "verify", split_dir, "--model", MLP, "--samples", "2", "--rtol", "1e-12", "--atol", "0"
+    )
     assert tight.exit_code == 7
     assert "tensors that crossed devices match the whole model" in tight.stderr
     assert "not a routing error" in tight.stderr
@@ -270,7 +272,7 @@ def test_verify_tells_rounding_after_the_last_transfer_from_a_routing_error(spli
     t = next(t for t in proto.graph.initializer if len(t.dims) == 2)
     t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 1.5, t.name))
     onnx.save(proto, str(bad / first))
-    res = cli("verify", bad, "--samples", "2")
+    res = cli("verify", bad, "--model", MLP, "--samples", "2")
     assert res.exit_code == 7
     assert "first departs from the whole model at tensor" in res.stderr
     assert "routing or export error" in res.stderr
