@@ -52,6 +52,8 @@ class Plan:
     # the passes applied to the model before partitioning, in order (see
     # dnnpart.compress.apply_passes); export, verify and run replay them
     passes: list[dict[str, Any]] = field(default_factory=list)
+    # the concrete input shapes every score is for (name -> dims)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class Plan:
             "granularity": self.granularity,
             "model": self.model,
             "model_sha256": self.model_sha256,
+            "input_shapes": {k: [int(d) for d in v] for k, v in self.input_shapes.items()},
             "parameters": self.parameters,
             "passes": list(self.passes),
             "devices": self.devices,
@@ -115,6 +118,9 @@ class Plan:
                 seconds=d.get("seconds"),
                 messages=list(d.get("messages", [])),
                 passes=_passes_of(d),
+                input_shapes={
+                    str(k): [int(x) for x in v] for k, v in d.get("input_shapes", {}).items()
+                },
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidModelError(f"not a valid dnnpart plan: {path} ({exc})") from None

@@ -103,6 +103,44 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
         ctx.with_resource(_no_plugins())
 
 
+def _shape_options(func):
+    """``--input-shape``, ``--dim`` and ``--inputs``: the concrete input shapes."""
+    func = click.option(
+        "--inputs",
+        "sample",
+        type=click.Path(dir_okay=False),
+        help="An .npz sample: its arrays' shapes are the input shapes.",
+    )(func)
+    func = click.option(
+        "--dim",
+        "dims",
+        multiple=True,
+        metavar="SYMBOL=VALUE",
+        help="Size of a symbolic dimension wherever it appears (repeatable).",
+    )(func)
+    return click.option(
+        "--input-shape",
+        "input_shapes",
+        multiple=True,
+        metavar="NAME=D0,D1,...",
+        help="Concrete shape of a model input (repeatable).",
+    )(func)
+
+
+def _load_options(input_shapes, dims, sample) -> dict:
+    """:func:`dnnpart.load` keyword arguments from the shape options."""
+    from dnnpart.importers._input_shapes import parse_dim, parse_input_shape
+
+    out: dict = {}
+    if input_shapes:
+        out["input_shapes"] = dict(parse_input_shape(t) for t in input_shapes)
+    if dims:
+        out["dims"] = dict(parse_dim(t) for t in dims)
+    if sample:
+        out["inputs"] = sample
+    return out
+
+
 @main.command("import")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
@@ -112,8 +150,11 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     is_flag=True,
     help="Skip counting non-zero weights (reads no weight bytes).",
 )
+@_shape_options
 @handle_errors
-def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> None:
+def import_cmd(
+    model: str, as_json: bool, strict: bool, no_synapses: bool, input_shapes, dims, sample
+) -> None:
     """Import MODEL (ONNX) and summarise it as a partitioning problem.
 
     Prints layers, parameters, MACs, activation bytes, the splittable layers with their
@@ -128,7 +169,8 @@ def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> No
         def progress(done: int, total: int, what: str) -> None:
             status.update(f"importing {model}: {what} {done}/{total}")
 
-        graph = load(model, strict=strict, progress=progress)
+        options = _load_options(input_shapes, dims, sample)
+        graph = load(model, strict=strict, progress=progress, **options)
         status.update(f"counting synapses of {model}")
         doc = graph.summary(synapses=not no_synapses)
     if as_json:
@@ -195,9 +237,23 @@ def _print_import(doc) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_shape_options
 @handle_errors
 def partition_cmd(
-    model, k, devices_file, method, granularity, prune, refine, imbalance, seed, output, as_json
+    model,
+    k,
+    devices_file,
+    method,
+    granularity,
+    prune,
+    refine,
+    imbalance,
+    seed,
+    output,
+    as_json,
+    input_shapes,
+    dims,
+    sample,
 ):
     """Partition MODEL for K devices and score the split against the vertical baseline."""
     from dnnpart import partition
@@ -208,7 +264,7 @@ def partition_cmd(
     devices = DeviceSet.from_toml(devices_file) if devices_file else None
     console = _stderr_console()
     with console.status(f"importing {model}", spinner="dots") as status:
-        graph = load(model)
+        graph = load(model, **_load_options(input_shapes, dims, sample))
         if k is None and devices is None and graph.profile is None:
             raise UsageError("give -k N or --devices FILE")
         status.update(f"partitioning with {method}")
@@ -235,6 +291,7 @@ def partition_cmd(
             "ratios": plan.ratios,
             "seconds": plan.seconds,
             "plan": output,
+            "input_shapes": plan.input_shapes,
             "messages": plan.messages,
         }
         _emit_json(doc)
@@ -437,6 +494,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
     help="Write FILE.html, .md, .json or .csv (repeat for several).",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
+@_shape_options
 @handle_errors
 def leaderboard_cmd(
     models,
@@ -455,6 +513,9 @@ def leaderboard_cmd(
     verify,
     outputs,
     as_json,
+    input_shapes,
+    dims,
+    sample,
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
@@ -494,6 +555,7 @@ def leaderboard_cmd(
         max_tasks_per_worker=1 if isolate else None,
         verify=verify,
         progress=True,
+        **_load_options(input_shapes, dims, sample),
     )
     console = _stderr_console()
     meta = {"k": ", ".join(map(str, k_values or [devices.k])), "timeout": f"{timeout:g} s"}

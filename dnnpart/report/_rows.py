@@ -39,6 +39,8 @@ class Task:
     seed: int = 0
     repeat: int = 1
     verify: bool = False
+    # dnnpart.load's input_shapes, dims and inputs (the concrete input shapes)
+    load_options: Any = None
 
 
 @dataclass
