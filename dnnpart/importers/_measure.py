@@ -70,7 +70,10 @@ def measure_shapes(
     for name in names:
         if name not in have:
             elem = shapes.get(name, (None, 0))[1]
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            if elem:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            else:  # no type known: onnxruntime takes an untyped output
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
     big_names = {t.name for t in big}
     specs = []
     for vi in model.graph.input:
