@@ -72,7 +72,7 @@ def build_torch(out: Path) -> None:
             return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
     class ViT(nn.Module):
-        def __init__(self, image=32, patch=8, d=32, heads=4, layers=2, classes=10):
+        def __init__(self, image=32, patch=8, d=32, heads=4, layers=1, classes=10):
             super().__init__()
             self.patch = nn.Conv2d(3, d, patch, stride=patch)
             self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.1)
@@ -159,7 +159,7 @@ def build_torch(out: Path) -> None:
             return self.out(self.dec1(torch.cat([d1, e1], 1)))
 
     class Encoder(nn.Module):
-        def __init__(self, d=32, heads=4, layers=2):
+        def __init__(self, d=32, heads=4, layers=1):
             super().__init__()
             block = nn.TransformerEncoderLayer(d, heads, 64, dropout=0.0, batch_first=True)
             self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)

@@ -195,3 +195,11 @@ def test_a_shape_onnxruntime_rejects_is_exit_3_naming_the_node(tmp_path):
     r = _cli("verify", out)
     assert r.exit_code == 3, r.stderr
     assert "fixed_reshape" in r.stderr and "internal error" not in r.stderr
+
+
+def test_leaderboard_takes_the_shapes(seq_path):
+    r = _cli("leaderboard", seq_path, "-k", 2, "-p", "vertical", "--granularity", "layer",
+             "--json", "-j", 1, "--dim", "S=4", "--verify")  # fmt: skip
+    row = json.loads(r.stdout)["rows"][0]
+    assert r.exit_code == 0 and row["status"] == "ok", row
+    assert row["verify"]["ok"] is True
