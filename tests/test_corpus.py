@@ -19,15 +19,29 @@ from dnnpart.runtime import verify
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
 # model -> (the dims left open that are not a leading batch axis, MACs by hand or None)
 MODELS = {
-    "cnn": (["height", "width"], None),
-    "vit": ([], None),
+    # 3x3 stride-2 convs 3->8->16->32 on 32x32 (outputs 16x16, 8x8, 4x4), a 32x10 classifier
+    "cnn": (["height", "width"], 8 * 256 * 27 + 16 * 64 * 72 + 32 * 16 * 144 + 32 * 10),
+    # 8x8 patches of 32x32 -> 16 tokens + class token, one block (d 32, MLP 64), head 32x10
+    "vit": ([], 16 * 32 * 192 + 17 * (4 * 32 * 32 + 2 * 32 * 64) + 2 * 17 * 17 * 32 + 320),
     # 2 blocks at S = 16, d = 32, 4 heads: qkv, proj, 4x MLP, QK^T and AV; a 64-token head
     "gpt": (["sequence"], 2 * (16 * 32 * (96 + 32 + 128 + 128) + 2 * 16 * 16 * 32) + 16 * 32 * 64),
     # 10 steps of 3 gates (GRU) / 4 gates in 2 directions (LSTM), hidden 16, input 8
     "gru": (["sequence"], 10 * 3 * 16 * (8 + 16) + 16 * 4),
     "lstm": (["sequence"], 10 * 2 * 4 * 16 * (8 + 16) + 32 * 4),
-    "unet": (["height", "width"], None),
-    "encoder": (["sequence"], None),
+    # convs 3->8 (16x16), 8->16 (8x8), 16->32 (4x4); ConvTranspose 32->16 (2x2, stride 2:
+    # each of 32x4x4 inputs scatters into 16x2x2); convs 32->16 (8x8), 24->8 (16x16), 8->2
+    "unet": (
+        ["height", "width"],
+        8 * 256 * 27
+        + 16 * 64 * 72
+        + 32 * 16 * 144
+        + 512 * 64
+        + 16 * 64 * 288
+        + 8 * 256 * 216
+        + 2 * 256 * 8,
+    ),  # fmt: skip
+    # one block at S = 12 (d 32, MLP 64) and a 32x32 pooler
+    "encoder": (["sequence"], 12 * (4 * 32 * 32 + 2 * 32 * 64) + 2 * 12 * 12 * 32 + 32 * 32),
     "wheel_squeezenet": ([], None),
 }
 BUILTIN = ("vertical", "spectral", "kl", "metis", "munkres", "pipeline")
