@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
 
 import dnnpart
@@ -39,7 +40,7 @@ MODELS = {
         + 16 * 64 * 288
         + 8 * 256 * 216
         + 2 * 256 * 8,
-    ),  # fmt: skip
+    ),
     # one block at S = 12 (d 32, MLP 64) and a 32x32 pooler
     "encoder": (["sequence"], 12 * (4 * 32 * 32 + 2 * 32 * 64) + 2 * 12 * 12 * 32 + 32 * 32),
     "wheel_squeezenet": ([], None),
@@ -108,3 +109,5 @@ def test_one_split_per_model_verifies_quickly(graphs, tmp_path):
         report = verify(tmp_path / name, inputs=read_npz(CORPUS / f"{name}.npz"))
         assert report.ok, (name, report.problems[:2])
         assert report.bytes_measured == report.bytes_planned
+        for sub in sorted((tmp_path / name).glob("*.onnx")):  # every value typed and shaped
+            onnx.checker.check_model(onnx.load(sub), full_check=True)
