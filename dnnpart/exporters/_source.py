@@ -133,8 +133,10 @@ def prepare(
         old = list(inp.shape) if inp.shape is not None else [None] * len(info.shape)
         if len(old) != len(info.shape):
             continue
-        keep = len(old) > 1 and info.shape[0] == 1 and not isinstance(old[0], int)
-        inp.shape = ir.Shape([old[0] if keep else info.shape[0], *info.shape[1:]])
+        dims = list(info.shape)
+        if len(old) > 1 and dims[0] == 1 and not isinstance(old[0], int):
+            dims[0] = old[0]
+        inp.shape = ir.Shape(dims)
     common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(graph.model)
     # what inference leaves untyped or unshaped gets the importer's type (the checker wants
     # one on every sub-model input and output)
