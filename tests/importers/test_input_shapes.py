@@ -164,7 +164,7 @@ def test_plan_and_manifest_record_the_shapes_and_verify_uses_them(split):
     [
         ({"x": np.zeros((1, 5, 4), np.float32)}, r"'x': expected shape \[1, 6, 4\].*\[1, 5, 4\]"),
         ({"x": np.zeros((6, 4), np.float32)}, r"'x': expected shape \[1, 6, 4\].*given \[6, 4\]"),
-        ({"y": np.zeros((1, 6, 4), np.float32), "labels": np.zeros(1)}, "no array 'x'"),
+        ({"a": np.zeros((1, 6, 4), np.float32), "b": np.zeros(1)}, "no array 'x'"),
         ({"x": np.zeros((1, 6, 4), np.int64)}, "the model wants float32"),
     ],
 )
