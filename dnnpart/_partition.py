@@ -131,6 +131,7 @@ def partition(
             "options": partitioner.get_params(),
         },
         model=graph.path,
+        input_shapes={k: list(v) for k, v in graph.input_shapes.items()},
         model_sha256=file_sha256(graph.path) if graph.path else None,
         seconds=seconds,
         messages=[*notes, *_idle_message(method, scores, devices)],

@@ -54,6 +54,8 @@ class Plan:
     # the passes applied to the model before partitioning, in order (see
     # dnnpart.compress.apply_passes); export, verify and run replay them
     passes: list[dict[str, Any]] = field(default_factory=list)
+    # the concrete input shapes every score is for (name -> dims)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Plan:
             "granularity": self.granularity,
             "model": self.model,
             "model_sha256": self.model_sha256,
+            "input_shapes": {k: [int(d) for d in v] for k, v in self.input_shapes.items()},
             "parameters": self.parameters,
             "passes": list(self.passes),
             "devices": self.devices,
@@ -170,6 +173,7 @@ class Plan:
             seconds=None if seconds is None else float(seconds),
             messages=[str(m) for m in _field(d, "messages", list, [])],
             passes=_passes_of(d),
+            input_shapes=_input_shapes_of(_field(d, "input_shapes", dict, {})),
         )
 
 
@@ -204,3 +208,15 @@ def _field(d: dict, key: str, kind, default: Any = _REQUIRED) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"field {key!r} has the wrong type ({type(value).__name__})")
     return value
+
+
+def _input_shapes_of(shapes: dict) -> dict[str, list[int]]:
+    """The plan's concrete input shapes: names to lists of non-negative integers."""
+    out = {}
+    for name, dims in shapes.items():
+        if not isinstance(dims, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in dims
+        ):
+            raise ValueError(f"input_shapes[{name!r}] must be a list of non-negative integers")
+        out[str(name)] = list(dims)
+    return out

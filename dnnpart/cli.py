@@ -157,6 +157,44 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
         ctx.with_resource(_no_plugins())
 
 
+def _shape_options(func):
+    """``--input-shape``, ``--dim`` and ``--inputs``: the concrete input shapes."""
+    func = click.option(
+        "--inputs",
+        "sample",
+        type=click.Path(dir_okay=False),
+        help="An .npz sample: its arrays' shapes are the input shapes.",
+    )(func)
+    func = click.option(
+        "--dim",
+        "dims",
+        multiple=True,
+        metavar="SYMBOL=VALUE",
+        help="Size of a symbolic dimension wherever it appears (repeatable).",
+    )(func)
+    return click.option(
+        "--input-shape",
+        "input_shapes",
+        multiple=True,
+        metavar="NAME=D0,D1,...",
+        help="Concrete shape of a model input (repeatable).",
+    )(func)
+
+
+def _load_options(input_shapes, dims, sample) -> dict:
+    """:func:`dnnpart.load` keyword arguments from the shape options."""
+    from dnnpart.importers._input_shapes import parse_dim, parse_input_shape
+
+    out: dict = {}
+    if input_shapes:
+        out["input_shapes"] = dict(parse_input_shape(t) for t in input_shapes)
+    if dims:
+        out["dims"] = dict(parse_dim(t) for t in dims)
+    if sample:
+        out["inputs"] = sample
+    return out
+
+
 @main.command("import")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
@@ -166,8 +204,11 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     is_flag=True,
     help="Skip counting non-zero weights (reads no weight bytes).",
 )
+@_shape_options
 @handle_errors
-def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> None:
+def import_cmd(
+    model: str, as_json: bool, strict: bool, no_synapses: bool, input_shapes, dims, sample
+) -> None:
     """Import MODEL (ONNX) and summarise it as a partitioning problem.
 
     Prints layers, parameters, MACs, activation bytes, the splittable layers with their
@@ -182,7 +223,8 @@ def import_cmd(model: str, as_json: bool, strict: bool, no_synapses: bool) -> No
         def progress(done: int, total: int, what: str) -> None:
             status(f"importing {model}: {what} {done}/{total}")
 
-        graph = load(model, strict=strict, progress=progress)
+        options = _load_options(input_shapes, dims, sample)
+        graph = load(model, strict=strict, progress=progress, **options)
         status(f"counting synapses of {model}")
         doc = graph.summary(synapses=not no_synapses)
     if as_json:
@@ -266,6 +308,7 @@ def _print_import(doc) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_shape_options
 @handle_errors
 def partition_cmd(
     model,
@@ -281,6 +324,9 @@ def partition_cmd(
     output,
     force,
     as_json,
+    input_shapes,
+    dims,
+    sample,
 ):
     """Partition MODEL for K devices and score the split against the vertical baseline.
 
@@ -308,7 +354,7 @@ def partition_cmd(
         check_output(output, force=force)
     console = _stderr_console()
     with _Busy(console, f"importing {model}") as status:
-        graph = load(model)
+        graph = load(model, **_load_options(input_shapes, dims, sample))
         if k is None and devices is None and graph.profile is None:
             raise UsageError("give -k N or --devices FILE")
         plan = partition(
@@ -337,6 +383,7 @@ def partition_cmd(
             "seconds": plan.seconds,
             "plan": plan.to_dict(),
             "plan_file": output,
+            "input_shapes": plan.input_shapes,
             "messages": plan.messages,
         }
         _emit_json(doc)
@@ -643,6 +690,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
 )
 @click.option("--force", is_flag=True, help="Replace existing -o files.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
+@_shape_options
 @handle_errors
 def leaderboard_cmd(
     models,
@@ -663,6 +711,9 @@ def leaderboard_cmd(
     outputs,
     force,
     as_json,
+    input_shapes,
+    dims,
+    sample,
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
@@ -719,6 +770,7 @@ def leaderboard_cmd(
                 max_tasks_per_worker=1 if isolate else None,
                 verify=verify,
                 progress=True,
+                **_load_options(input_shapes, dims, sample),
             )
     except Interrupted as exc:
         rows, stopped = exc.rows, 143 if signalled else 130

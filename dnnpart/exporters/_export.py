@@ -38,7 +38,7 @@ def build_split(model, plan: Plan | str | os.PathLike) -> tuple[Source, Plan, Sp
     """Load the model, check it against the plan and cut it (nothing is written)."""
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
-    source = prepare(model, plan.passes, plan.model_sha256)
+    source = prepare(model, plan.passes, plan.model_sha256, plan.input_shapes)
     if plan.granularity == "layer":
         from dnnpart.exporters._layer_export import export_layers
 
@@ -98,6 +98,7 @@ def export(
         "model": {
             "file": model_file(source.path, out_dir),
             "sha256": source.sha256,
+            "input_shapes": plan.input_shapes,
             "passes": source.passes,
             # the same facts as passes, for readers of manifests made before them
             "prune": source.prune,

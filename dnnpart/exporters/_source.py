@@ -84,13 +84,30 @@ class Source:
         return w.numpy()
 
 
-def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> Source:
-    """Load ``model`` (a path, or a LayerGraph imported from it), check that its sha256 is
-    ``sha256`` (when given), replay ``passes`` and infer value types."""
+def prepare(
+    model,
+    passes: list[dict[str, Any]],
+    sha256: str | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> Source:
+    """Load ``model`` (a path, or a LayerGraph imported from it) at ``input_shapes`` (the
+    plan's), check that its sha256 is ``sha256`` (when given), replay ``passes`` and give
+    every value its type."""
+    import onnx_ir as ir
+
     from dnnpart.compress import apply_passes
     from dnnpart.importers import load
 
-    graph = model if isinstance(model, LayerGraph) else load(os.fspath(model))
+    shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
+    if isinstance(model, LayerGraph):
+        graph = model
+        if shapes and graph.input_shapes and graph.input_shapes != shapes:
+            raise UsageError(
+                f"the graph was imported for input shapes {graph.input_shapes}, "
+                f"the plan is for {shapes}"
+            )
+    else:
+        graph = load(os.fspath(model), input_shapes=shapes or None)
     if graph.model is None:
         raise UsageError("export needs an ONNX model (a profiled graph has no operators)")
     sha = file_sha256(graph.path) if graph.path and os.path.isfile(graph.path) else None
@@ -106,11 +123,31 @@ def prepare(model, passes: list[dict[str, Any]], sha256: str | None = None) -> S
             if w is not old.weights.get(key):
                 overrides[w.name] = np.asarray(w.numpy())
     graph = changed
-    # value types with symbolic dimensions kept (the importer's hints use 1 for them)
+    # the plan's shapes on the model's inputs; a symbolic leading axis of size 1 (a batch)
+    # stays symbolic, so that the sub-models run any batch (no 1 baked in for a symbol)
+    for inp in graph.model.graph.inputs:
+        info = graph.tensors.get(inp.name)
+        if info is None or info.shape is None or None in info.shape:
+            continue
+        old = list(inp.shape) if inp.shape is not None else [None] * len(info.shape)
+        if len(old) != len(info.shape):
+            continue
+        dims = list(info.shape)
+        if len(old) > 1 and dims[0] == 1 and not isinstance(old[0], int):
+            dims[0] = old[0]
+        inp.shape = ir.Shape(dims)
     _infer_value_types(graph.model)
-    import onnx_ir as ir
-
+    # what inference leaves untyped or unshaped gets the importer's type (the checker wants
+    # one on every sub-model input and output)
     values = ir.convenience.create_value_mapping(graph.model.graph, include_subgraphs=False)
+    for name, info in graph.tensors.items():
+        v = values.get(name)
+        if v is None:
+            continue
+        if v.dtype is None and info.dtype:
+            v.dtype = ir.DataType[info.dtype]
+        if v.shape is None and info.shape is not None and None not in info.shape:
+            v.shape = ir.Shape(info.shape)
     return Source(
         graph=graph,
         model=graph.model,

@@ -27,7 +27,7 @@ ELEMENTWISE_BINARY = frozenset("Add Sub Mul Div Pow Min Max Sum Mean".split())
 # Pooling acts per channel: a conv layer's channel split passes through it.
 CHANNELWISE = frozenset("MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool".split())
 # Known ops whose MACs are 0 by the definition above (no warning for these).
-_HEAVY_WITHOUT_FORMULA = frozenset("Einsum DeformConv Attention".split())
+_HEAVY_WITHOUT_FORMULA = frozenset("DeformConv Attention".split())
 
 
 def _prod(shape: Shape) -> int | None:
@@ -75,6 +75,8 @@ def layer_macs(
         k = _dim(a, 0) if attributes.get("transA", 0) else _dim(a, 1)
         n_out = _prod(out)
         return None if k is None or n_out is None else n_out * k
+    if op_type == "Einsum":
+        return _einsum_macs(str(attributes.get("equation", "")), ins[: len(input_shapes)])
     if op_type in ("LSTM", "GRU", "RNN"):
         x, w, r = ins[0], ins[1], ins[2]
         seq, batch = _dim(x, 0), _dim(x, 1)
@@ -85,6 +87,31 @@ def layer_macs(
             return None
         return sizes[0] * sizes[1] * (sizes[2] + sizes[3])  # type: ignore[operator]
     return 0
+
+
+def _einsum_macs(equation: str, shapes: Sequence[Shape]) -> int | None:
+    """An Einsum of two or more operands multiplies once per point of the index space:
+    the product of every index's size (``bij,bjk->bik``: b*i*j*k). One operand only
+    sums or permutes (0 MACs)."""
+    lhs = equation.replace(" ", "").split("->")[0]
+    terms = lhs.split(",")
+    if len(terms) != len(shapes) or any(s is None for s in shapes):
+        return None
+    if len(terms) < 2:
+        return 0
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, shapes, strict=True):
+        if "..." in term:
+            extra = len(shape) - (len(term) - 3)
+            # ellipsis axes align from the right, as numpy broadcasts them
+            term = term.replace("...", "".join(chr(0x200 - extra + i) for i in range(extra)))
+        if len(term) != len(shape):
+            return None
+        for letter, d in zip(term, shape, strict=True):
+            if d is None:
+                return None
+            sizes[letter] = max(sizes.get(letter, 1), d)
+    return math.prod(sizes.values())
 
 
 def has_formula(op_type: str) -> bool:

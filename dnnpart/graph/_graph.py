@@ -29,6 +29,8 @@ class LayerGraph:
         The model the graph came from, for exporters.
     path : str or None
         The file it was read from.
+    input_shapes : dict of str to tuple of int, optional
+        The concrete input shapes every shape, cost and byte count is for.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class LayerGraph:
         warnings: list[str] | None = None,
         model: Any = None,
         path: str | None = None,
+        input_shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.layers = list(layers)
         self.inputs = list(inputs)
@@ -48,6 +51,7 @@ class LayerGraph:
         self.warnings = list(warnings or [])
         self.model = model
         self.path = path
+        self.input_shapes = dict(input_shapes or {})
         self.profile = None  # a ProfiledGraph, for graphs imported from profiles
         self.profile_order = None  # layer index -> profiled node index
         self._index = {id(layer): i for i, layer in enumerate(self.layers)}
@@ -85,6 +89,7 @@ class LayerGraph:
             warnings=self.warnings,
             model=self.model,
             path=self.path,
+            input_shapes=self.input_shapes,
         )
 
     def layer(self, name: str) -> Layer:

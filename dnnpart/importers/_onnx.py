@@ -1,8 +1,9 @@
 """ONNX model -> LayerGraph.
 
 The pipeline: read the protobuf (no external data), check every tensor and external
-reference (``_tensors``), check the structure and sort the nodes (``_structure``), infer
-shapes on a light copy (as hints), deserialize with onnx-ir (lazy external tensors, kept
+reference (``_tensors``), check the structure and sort the nodes (``_structure``), close
+the input shapes (``_input_shapes``) and infer every shape from them on a light copy
+(``_propagate``, ``_measure``), deserialize with onnx-ir (lazy external tensors, kept
 for exporters), then build layers: constants folded into weights, MatMul + Add fused into
 dense layers, costs from the inferred shapes.
 """
@@ -28,6 +29,9 @@ from dnnpart.graph._costs import (
     layer_macs,
 )
 from dnnpart.importers._attributes import check_attributes
+from dnnpart.importers._body_costs import control_flow_macs
+from dnnpart.importers._input_shapes import declared_inputs, resolve_input_shapes
+from dnnpart.importers._propagate import complete_shapes, run_node
 from dnnpart.importers._read import read_model_proto
 from dnnpart.importers._structure import check_and_sort, check_functions, outer_names_used
 from dnnpart.importers._tensors import MAX_ELEMENTS, check_tensor, declared_size, iter_tensors
@@ -46,7 +50,15 @@ _FOLD_ELEMENTS = 1 << 26
 _LIGHT_BYTES = 4096
 
 
-def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
+def load_onnx(
+    path,
+    *,
+    strict: bool = False,
+    progress=None,
+    input_shapes=None,
+    dims=None,
+    sample_shapes=None,
+) -> LayerGraph:
     """Import the ONNX model at ``path``; see :func:`dnnpart.load`."""
     path = os.fspath(path)
     proto = read_model_proto(path)
@@ -71,8 +83,12 @@ def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
     if opset > known:
         _warn(warnings, strict, f"opset {opset} is newer than this onnx knows ({known})")
 
-    # 3. shapes, as hints
-    shapes = _infer_shapes(proto, warnings)
+    # 3. shapes: concrete inputs, every intermediate from them
+    concrete, notes = resolve_input_shapes(
+        declared_inputs(proto.graph), input_shapes, dims, sample_shapes
+    )
+    warnings.extend(notes)
+    shapes = _infer_shapes(proto, warnings, concrete)
 
     # 4. onnx-ir model, kept for exporters (external tensors stay lazy)
     model = _deserialize(proto, base_dir, path)
@@ -91,6 +107,7 @@ def load_onnx(path, *, strict: bool = False, progress=None) -> LayerGraph:
         warnings=warnings,
         model=model,
         path=path,
+        input_shapes=concrete,
     )
 
 
@@ -126,37 +143,38 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     return 1
 
 
-def _infer_shapes(proto: onnx.ModelProto, warnings: list[str]) -> dict[str, tuple]:
-    """``name -> (shape, elem_type)`` from onnx shape inference on a light copy.
+def _infer_shapes(
+    proto: onnx.ModelProto, warnings: list[str], input_shapes: dict[str, tuple[int, ...]]
+) -> dict[str, tuple]:
+    """``name -> (shape, elem_type)`` for the concrete ``input_shapes``: onnx shape
+    inference on a light copy, completed by :func:`~._propagate.complete_shapes`.
 
-    Model inputs with symbolic or unknown dimensions get 1 there (costs are per sample);
-    big initializers become typed inputs so that the copy stays small.
+    Big initializers become typed inputs so that the copy stays small.
     """
     light, big = _light_copy(proto)
-    graph = light.graph
-    init_names = {t.name for t in graph.initializer} | {t.name for t in big}
-    for inp in graph.input:
-        if inp.name in init_names or not inp.type.HasField("tensor_type"):
-            continue
-        shape = inp.type.tensor_type.shape
-        for d in shape.dim:
-            if not d.HasField("dim_value") or d.dim_value < 0:
-                label = d.dim_param or "?"
-                warnings.append(
-                    f"input {inp.name!r} has symbolic dimension {label!r}; costs are for size 1"
-                )
-                d.Clear()
-                d.dim_value = 1
+    for inp in light.graph.input:
+        if inp.name in input_shapes:
+            tt = inp.type.tensor_type
+            tt.ClearField("shape")
+            tt.shape.SetInParent()  # a scalar has a shape of no dimensions
+            for d in input_shapes[inp.name]:
+                tt.shape.dim.add().dim_value = d
     try:
         # in a child process: a hostile model can make onnx's C++ abort or loop
-        return call_isolated(lambda: _shape_table(_inferred(light)))
+        data = call_isolated(lambda: _inferred(light).SerializeToString())
     except IsolatedCrash as exc:
+        # the same nodes would crash the per-node inference of complete_shapes here
         warnings.append(f"shape inference crashed ({exc}); shapes are hints")
+        return _shape_table(light)
     except Exception as exc:  # noqa: BLE001 - inference is a hint, never fatal
         warnings.append(
             f"shape inference failed ({str(exc).splitlines()[0][:160]}); shapes are hints"
         )
-    return _shape_table(light)
+        inferred = light
+    else:
+        inferred = onnx.ModelProto()
+        inferred.ParseFromString(data)
+    return complete_shapes(inferred, _shape_table(inferred), big, input_shapes, warnings)
 
 
 def _inferred(light: onnx.ModelProto) -> onnx.ModelProto:
@@ -203,7 +221,7 @@ def _light_copy(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.Tens
     inputs = {i.name for i in src.input}
     big = []
     for t in src.initializer:
-        if t.ByteSize() <= _LIGHT_BYTES:
+        if t.ByteSize() <= _LIGHT_BYTES and t.data_location != onnx.TensorProto.EXTERNAL:
             graph.initializer.append(t)
             continue
         big.append(t)
@@ -353,21 +371,19 @@ class _Builder:
         opset = _default_opset(self.proto)
 
         def compute(node=node, inputs=inputs, opset=opset):
-            from onnx.reference import ReferenceEvaluator
-
             feeds = {t: w.numpy() for t, w in zip(node.input, inputs, strict=True) if w is not None}
-            graph = onnx.helper.make_graph(
-                [node],
-                "fold",
-                [onnx.helper.make_tensor_value_info(t, 0, None) for t in feeds],
-                [onnx.helper.make_tensor_value_info(node.output[0], 0, None)],
-            )
-            model = onnx.helper.make_model(
-                graph, opset_imports=[onnx.helper.make_opsetid("", opset)]
-            )
-            return ReferenceEvaluator(model).run(None, feeds)[0]
+            return run_node(node, feeds, opset)[0]
 
         return Weight(name, tuple(shape), dtype, bits, np_dtype, compute=compute)
+
+    def _shape_of(self, name: str):
+        if name in self.weights:
+            return self.weights[name].shape
+        return self.shapes.get(name, (None, 0))[0]
+
+    def _value_of(self, name: str):
+        w = self.weights.get(name)
+        return np.asarray(w.numpy()) if w is not None and w.size <= 64 else None
 
     # -- layers ------------------------------------------------------------------
     def build(self, progress=None) -> list[Layer]:
@@ -552,10 +568,13 @@ class _Builder:
             else:
                 in_shapes.append(self.info(t).shape)
         if node.op_type in _CONTROL_FLOW:
-            self.warnings.append(
-                f"layer {name!r}: the cost of {node.op_type} bodies is not counted (0 MACs)"
-            )
-            return 0
+            macs, why = control_flow_macs(node, self._shape_of, self._value_of)
+            if macs is None:
+                self.warnings.append(
+                    f"layer {name!r}: cost of the {node.op_type} bodies unknown ({why}); "
+                    "counted as 0 MACs"
+                )
+            return macs or 0
         macs = layer_macs(node.op_type, attrs, in_shapes, [o.shape for o in outputs])
         if macs is None:
             unknown = [

@@ -41,6 +41,8 @@ class Task:
     repeat: int = 1
     verify: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # the partitioner's parameters
+    # dnnpart.load's input_shapes, dims and inputs (the concrete input shapes)
+    load_options: Any = None
 
 
 @dataclass

@@ -131,6 +131,9 @@ def run_leaderboard(
     verify: bool = False,
     extra_partitioners: Sequence[str | type] = (),
     progress: bool | Callable[[Row, int, int], None] = False,
+    input_shapes: dict | None = None,
+    dims: dict | None = None,
+    inputs: str | None = None,
 ) -> list[Row]:
     """Run every (model, granularity, k, partitioner), each in a worker process.
 
@@ -169,6 +172,9 @@ def run_leaderboard(
     progress : bool or callable
         ``True`` shows a rich progress bar on stderr; a callable gets
         ``(row, done, total)`` after every row.
+    input_shapes, dims, inputs
+        The concrete input shapes, as in :func:`dnnpart.load` (``inputs``: an ``.npz``
+        path); the same for every model.
 
     Returns
     -------
@@ -209,6 +215,11 @@ def run_leaderboard(
         options=options,
         repeat=repeat,
         verify=verify,
+        load_options={
+            key: value
+            for key, value in (("input_shapes", input_shapes), ("dims", dims), ("inputs", inputs))
+            if value
+        },
     )
     total = len(tasks) + len(settled)
     results: dict[int, Row] = {}

@@ -90,11 +90,12 @@ def _serve(conn, extra_specs: Sequence[str]) -> None:
             return
         try:
             stat = os.stat(task.model)
-            key = (os.path.abspath(task.model), stat.st_size, stat.st_mtime_ns)
+            options = task.load_options or {}
+            key = (os.path.abspath(task.model), stat.st_size, stat.st_mtime_ns, repr(options))
             if key not in cache:
                 while len(cache) >= _GRAPH_CACHE:
                     cache.pop(next(iter(cache)))
-                cache[key] = load(task.model)
+                cache[key] = load(task.model, **options)
             graph = cache[key]
         except Exception as exc:  # noqa: BLE001
             conn.send(("failed", f"loading the model: {_reason(exc)}", _exit_code(exc)))

@@ -42,13 +42,20 @@ class Data:
     label_name: str | None
 
 
+def _fits(shape, dims) -> bool:
+    if len(shape) != len(dims):
+        return False
+    return all(d is None or d == s for s, d in zip(shape, dims, strict=True))
+
+
 def samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndarray]]:
     """Cut each input array into per-sample feeds.
 
     ``specs`` are ``(name, numpy dtype, dims)`` of the model inputs. An input whose first
     dimension is symbolic (or 1) is cut into samples along it; an array with one more
     dimension than the input is cut along its first; an array of the input's own rank is
-    reused for every sample.
+    reused for every sample. Every sample must have the input's shape (``dims``; None
+    matches any size): else UsageError naming the input, the expected and the given shape.
     """
     per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
     count = None
@@ -61,15 +68,19 @@ def samples_from(arrays: dict[str, np.ndarray], specs) -> list[dict[str, np.ndar
                 raise UsageError(f"input {name!r} is {a.dtype}, the model wants {dtype}")
             a = a.astype(dtype)
         rank = len(dims) if dims is not None else a.ndim
-        if dims and (dims[0] is None or dims[0] == 1) and a.ndim == rank:
+        dims = dims if dims is not None else [None] * a.ndim
+        if a.ndim == rank and rank and dims[0] in (None, 1) and _fits(a.shape[1:], dims[1:]):
             parts = [a[i : i + 1] for i in range(a.shape[0])]
-        elif a.ndim == rank + 1:
+        elif a.ndim == rank + 1 and _fits(a.shape[1:], dims):
             parts = [a[i] for i in range(a.shape[0])]
-        elif a.ndim == rank:
+        elif _fits(a.shape, dims):
             per_input[name] = a  # the same for every sample
             continue
         else:
-            raise UsageError(f"input {name!r} has shape {a.shape}; the model declares {dims}")
+            want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            raise UsageError(
+                f"input {name!r}: expected shape {want} (or samples of it), given {list(a.shape)}"
+            )
         if count is not None and len(parts) != count:
             raise UsageError(f"input {name!r} has {len(parts)} samples, another has {count}")
         count = len(parts)

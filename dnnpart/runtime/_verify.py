@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import InvalidModelError, ResourceLimitError, UsageError
+from dnnpart.errors import DnnpartError, InvalidModelError, ResourceLimitError, UsageError
 from dnnpart.runtime._accuracy import (
     DEFAULT_LABELS,
     MAX_FEED_BYTES,
@@ -226,8 +226,10 @@ def verify(
     m = executor.manifest
     path = _reference_model(folder, m, model)
     want = (m.get("model") or {}).get("sha256")
-    source = prepare(path, manifest_passes(m), want)
-    specs = model_inputs(source.model)
+    # each sample has the plan's shapes (an array of many along a batch axis of 1 is cut)
+    recorded = (m.get("model") or {}).get("input_shapes") or {}
+    source = prepare(path, manifest_passes(m), want, recorded)
+    specs = [(n, dt, recorded.get(n, dims)) for n, dt, dims in model_inputs(source.model)]
     y = None
     if inputs is None:
         if labels is not None:
@@ -266,9 +268,10 @@ def verify(
         split_top, ref_top = [], []
         for i, feed in enumerate(feeds):
             t0 = time.perf_counter()
-            expected = dict(zip(out_names, _run_reference(ref, out_names, feed), strict=True))
+            ref_out = _run(ref.run, out_names, feed, "the model")
+            expected = dict(zip(out_names, ref_out, strict=True))
             ref_s += time.perf_counter() - t0
-            got, stats = executor.run(feed)
+            got, stats = _run(executor.run, None, feed, "the split")
             if scored is not None:
                 ref_top.append(top1(expected[scored]))
                 if scored in got:
@@ -333,17 +336,6 @@ def verify(
     )
 
 
-def _run_reference(session, names, feed):
-    """The whole model's outputs on ``feed``; inputs onnxruntime refuses are a usage error
-    (they come from the user's ``--inputs``)."""
-    try:
-        return session.run(names, feed)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-        if "INVALID_ARGUMENT" not in str(exc):
-            raise
-        raise UsageError(f"the inputs do not fit the model: {_first_line(exc)}") from None
-
-
 def _first_line(exc: Exception) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return " ".join(lines[:2])[:240] if lines else type(exc).__name__
@@ -392,3 +384,22 @@ def _reference_model(folder, manifest: dict[str, Any], model) -> str:
     if file_sha256(path) != want:
         raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
     return path
+
+
+def _run(run, names, feed, what):
+    """``run(names, feed)``, an onnxruntime refusal turned into InvalidModelError (exit 3)
+    naming the node: a shape under which the model cannot run."""
+    from dnnpart.importers._measure import ort_node
+
+    try:
+        return run(feed) if names is None else run(names, feed)
+    except DnnpartError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        node = ort_node(str(exc))
+        where = f" at node {node!r}" if node else ""
+        shapes = ", ".join(f"{n} {list(np.shape(v))}" for n, v in feed.items())
+        raise InvalidModelError(
+            f"onnxruntime cannot run {what}{where} on inputs {shapes}: {text}"
+        ) from None
