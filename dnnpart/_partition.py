@@ -163,8 +163,8 @@ def check_request(
     """
     from dnnpart.compress._prune import check_ratio
 
-    if k is not None:
-        DeviceSet.identical(k)  # the check of k
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise UsageError(f"k must be a positive integer, got {k!r}")  # as DeviceSet.identical
     if devices is None and k is None and not profiled:
         raise UsageError("give k or devices")
     if devices is not None and k is not None and k != devices.k:

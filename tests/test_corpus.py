@@ -95,7 +95,7 @@ def test_every_builtin_split_verifies_on_the_sample(graphs, tmp_path, name, gran
             plan = dnnpart.partition(graphs[name], k=k, method=method, granularity=granularity)
             out = tmp_path / f"{method}{k}"
             export(CORPUS / f"{name}.onnx", plan, out)
-            report = verify(out, inputs=sample)
+            report = verify(out, inputs=sample, model=CORPUS / f"{name}.onnx")
             if not report.ok:
                 failures.append(f"{method} k={k}: {report.problems[:2]}")
     assert failures == []
@@ -106,7 +106,8 @@ def test_one_split_per_model_verifies_quickly(graphs, tmp_path):
     for name in MODELS:
         plan = dnnpart.partition(graphs[name], k=2, method="metis", granularity="neuron")
         export(CORPUS / f"{name}.onnx", plan, tmp_path / name)
-        report = verify(tmp_path / name, inputs=read_npz(CORPUS / f"{name}.npz"))
+        data = read_npz(CORPUS / f"{name}.npz")
+        report = verify(tmp_path / name, inputs=data, model=CORPUS / f"{name}.onnx")
         assert report.ok, (name, report.problems[:2])
         assert report.bytes_measured == report.bytes_planned
         for sub in sorted((tmp_path / name).glob("*.onnx")):  # every value typed and shaped

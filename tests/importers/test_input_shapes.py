@@ -152,7 +152,8 @@ def test_plan_and_manifest_record_the_shapes_and_verify_uses_them(split):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["input_shapes"] == {"x": [1, 6, 4]}
     # the declared sequence is carried; the batch axis the model left open stays open
-    sub = onnx.load(out / "device0_stage0.onnx")
+    first = next(s for s in manifest["stages"] if s["device"] == 0 and s["stage"] == 0)
+    sub = onnx.load(out / first["file"])
     dims = [d.dim_param or d.dim_value for d in sub.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["B", 6, 4]
     r = _cli("verify", out, "--json")
