@@ -18,6 +18,15 @@ __all__ = ["export", "build_split", "EXTERNAL_MIN_BYTES"]
 EXTERNAL_MIN_BYTES = 64 << 20
 
 
+def _relative(path, out_dir) -> str | None:
+    if not path:
+        return None
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
+    except ValueError:  # another drive (Windows): only the hash identifies the model
+        return None
+
+
 def build_split(model, plan: Plan | str | os.PathLike) -> tuple[Source, Plan, Split]:
     """Load the model, check it against the plan and cut it (nothing is written)."""
     if not isinstance(plan, Plan):
@@ -80,7 +89,8 @@ def export(
     source, plan, split = build_split(model, plan)
     header = {
         "model": {
-            "path": source.path,
+            # relative to the split folder: the manifest names no absolute path
+            "path": _relative(source.path, out_dir),
             "sha256": source.sha256,
             "passes": source.passes,
             # the same facts as passes, for readers of manifests made before them

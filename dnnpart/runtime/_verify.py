@@ -31,7 +31,16 @@ from dnnpart.runtime._accuracy import (
 )
 from dnnpart.runtime._execute import Executor
 
-__all__ = ["verify", "VerifyReport", "model_inputs", "reference_session"]
+__all__ = [
+    "verify",
+    "VerifyReport",
+    "model_inputs",
+    "reference_session",
+    "original_model",
+    "original_source",
+    "load_feeds",
+    "compare_outputs",
+]
 
 
 @dataclass
@@ -108,6 +117,48 @@ def reference_session(source, folder: str, *, threads: int | None = 1):
     return ort.InferenceSession(path, _session_options(threads), providers=["CPUExecutionProvider"])
 
 
+def original_model(folder, manifest: dict[str, Any], model=None) -> str:
+    """The path of the model a split was exported from: ``model`` if given, else the path
+    the manifest records (relative to the split folder; older manifests recorded it
+    absolute). Its sha256 must be the manifest's, whoever names it."""
+    from dnnpart._plan import file_sha256
+
+    recorded = (manifest.get("model") or {}).get("path")
+    if model is not None:
+        path = os.fspath(model)
+    elif recorded:
+        path = os.path.join(os.fspath(folder), recorded)
+    else:
+        path = None
+    if not path or not os.path.isfile(path):
+        raise UsageError(f"the original model {path!r} is not there; pass --model PATH")
+    want = (manifest.get("model") or {}).get("sha256")
+    if want and file_sha256(path) != want:
+        raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
+    return path
+
+
+def original_source(folder, manifest: dict[str, Any], model=None):
+    """The original model (see :func:`original_model`) after the plan's passes, as the
+    exporter prepared it."""
+    from dnnpart.exporters._manifest import manifest_passes
+    from dnnpart.exporters._source import prepare
+
+    path = original_model(folder, manifest, model)
+    return prepare(path, manifest_passes(manifest), (manifest.get("model") or {}).get("sha256"))
+
+
+def load_feeds(inputs, specs, *, samples: int = 4, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Per-sample feeds: from ``inputs`` (an ``.npz`` path or a dict; see :func:`verify`)
+    or ``samples`` seeded random samples; ``specs`` from :func:`model_inputs`."""
+    if inputs is None:
+        if samples < 1:
+            raise UsageError(f"--samples must be at least 1, got {samples}")
+        rng = np.random.default_rng(seed)
+        return [{n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)]
+    return load_data(inputs, specs).feeds
+
+
 def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
     """(max abs error, problem or None) of one output."""
     if got.shape != ref.shape:
@@ -127,6 +178,21 @@ def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
             f"output {name!r}: max abs error {err:.3g} over tolerance (rtol {rtol:g})"
         )
     return err, None
+
+
+def compare_outputs(got, expected, rtol: float = 1e-5, atol=None) -> tuple[float, list[str]]:
+    """(max abs error, problems) of a split's outputs ``got`` against ``expected`` (the
+    whole model's, by output name); tolerances as in :func:`verify`."""
+    max_err, problems = 0.0, []
+    for name, ref in expected.items():
+        if name not in got:
+            problems.append(f"output {name!r} is not produced by the split")
+            continue
+        err, problem = _compare(name, np.asarray(got[name]), ref, rtol, atol)
+        max_err = max(max_err, err)
+        if problem:
+            problems.append(problem)
+    return max_err, problems
 
 
 def verify(
@@ -171,30 +237,22 @@ def verify(
         ``ok`` is False when an output differs or the bytes moved differ from the plan;
         ``problems`` says which.
     """
-    from dnnpart._plan import file_sha256
-    from dnnpart.exporters._manifest import manifest_passes
-    from dnnpart.exporters._source import prepare
-
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     executor = Executor(folder, threads=threads)
     m = executor.manifest
-    path = os.fspath(model) if model is not None else (m.get("model") or {}).get("path")
-    if not path or not os.path.isfile(path):
-        raise UsageError(f"the original model {path!r} is not there; pass --model PATH")
+    from dnnpart.exporters._manifest import manifest_passes
+    from dnnpart.exporters._source import prepare
+
+    path = original_model(folder, m, model)
     want = (m.get("model") or {}).get("sha256")
-    if want and file_sha256(path) != want:
-        raise UsageError(f"{path} is not the model this split was exported from (sha256 differs)")
     source = prepare(path, manifest_passes(m), want)
     specs = model_inputs(source.model)
     y = None
     if inputs is None:
         if labels is not None:
             raise UsageError("--labels needs --inputs (a data file with the labels)")
-        rng = np.random.default_rng(seed)
-        feeds = [
-            {n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)
-        ]
+        feeds = load_feeds(None, specs, samples=samples, seed=seed)
     else:
         data = load_data(inputs, specs, labels=labels)
         feeds, y = data.feeds, data.labels
@@ -222,14 +280,9 @@ def verify(
                 ref_top.append(top1(expected[scored]))
                 if scored in got:
                     split_top.append(top1(np.asarray(got[scored])))
-            for name in out_names:
-                if name not in got:
-                    problems.append(f"output {name!r} is not produced by the split")
-                    continue
-                err, problem = _compare(name, np.asarray(got[name]), expected[name], rtol, atol)
-                max_err = max(max_err, err)
-                if problem and len(problems) < 20:
-                    problems.append(f"sample {i}: {problem}")
+            err, found = compare_outputs(got, expected, rtol, atol)
+            max_err = max(max_err, err)
+            problems.extend(f"sample {i}: {p}" for p in found[: max(0, 20 - len(problems))])
             total = stats.bytes_total
             measured_max = total if measured_max is None else max(measured_max, total)
             if planned is not None and total != planned and len(problems) < 20:
