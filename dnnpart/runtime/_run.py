@@ -243,7 +243,7 @@ def _report(session: RunSession, feeds, outputs, seconds: float) -> RunReport:
         events=session.events,
         ray_start_s=session.ray_start_s,
         recovery_s=session.recovery_s,
-        predicted_time_per_sample_s=scores.get("time_per_sample_s", scores.get("latency_s")),
+        predicted_time_per_sample_s=scores.get("time_per_sample_s") or scores.get("latency_s"),
         problems=problems,
     )
 
