@@ -2,10 +2,12 @@
 per device.
 
 With no address, :func:`connect` starts a local Ray the way an embedded engine should:
-node address 127.0.0.1 (nothing listens on other interfaces), no dashboard, an object
-store sized for the model rather than a share of the machine's memory, logs kept off the
-terminal, and Ray's own token authentication left as Ray sets it (on by default for
-local clusters since Ray 2.59). Runs across machines join an existing cluster
+no dashboard, an object store sized for the model rather than a share of the machine's
+memory, logs kept off the terminal, and Ray's own token authentication left as Ray sets
+it (on by default for local clusters since Ray 2.59). Ray 2.60 cannot be held to
+127.0.0.1: it replaces a loopback node address with the machine's reachable one
+(``ray._private.services.resolve_ip_for_localhost``), so its ports listen there, behind
+that token. Runs across machines join an existing cluster
 (``address="HOST:PORT"``); traffic between its nodes is then as safe as the cluster's
 setup: enable Ray's TLS there (``RAY_USE_TLS=1`` with ``RAY_TLS_SERVER_CERT``,
 ``RAY_TLS_SERVER_KEY`` and ``RAY_TLS_CA_CERT`` on every node and on this driver) and token
@@ -85,7 +87,6 @@ def connect(
     ray.init(
         num_cpus=max(os.cpu_count() or 1, num_cpus or 1),
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         object_store_memory=max(80 << 20, int(object_store_bytes or 0)),
         **common,
     )
