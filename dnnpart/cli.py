@@ -694,7 +694,6 @@ def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, labels, ou
     plan's volume_bytes; exit code 7 otherwise. With --inputs, also the top-1 accuracy of
     the split and of the original model (before the plan's pruning).
     """
-    from dnnpart.errors import VerificationError
     from dnnpart.runtime import verify
 
     console = _stderr_console()
@@ -710,10 +709,17 @@ def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, labels, ou
             labels=labels,
             output=output,
         )
+    _finish(folder, report, as_json, _print_verify)
+
+
+def _finish(folder, report, as_json: bool, show) -> None:
+    """Print a verify or run report (JSON or ``show``); exit 7 if it found a problem."""
+    from dnnpart.errors import VerificationError
+
     if as_json:
         _emit_json(report.to_dict())
     else:
-        _print_verify(report)
+        show(report)
     if not report.ok:
         raise VerificationError(f"{folder}: {report.problems[0]}")
 
@@ -818,7 +824,7 @@ def run_cmd(
     """
     from rich.progress import Progress
 
-    from dnnpart.errors import OutputConflictError, VerificationError
+    from dnnpart.errors import OutputConflictError
     from dnnpart.runtime import run
     from dnnpart.runtime._run import save_outputs
 
@@ -851,12 +857,7 @@ def run_cmd(
         )
     if output and report.ok:
         save_outputs(output, report.outputs, force=force)
-    if as_json:
-        _emit_json(report.to_dict())
-    else:
-        _print_run(report)
-    if not report.ok:
-        raise VerificationError(f"{folder}: {report.problems[0]}")
+    _finish(folder, report, as_json, _print_run)
 
 
 def _print_run(report) -> None:

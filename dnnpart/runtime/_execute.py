@@ -22,7 +22,7 @@ import numpy as np
 
 from dnnpart.errors import InvalidModelError, UsageError
 from dnnpart.exporters._manifest import read_manifest
-from dnnpart.runtime._routes import Routes
+from dnnpart.runtime._routes import Routes, stage_feed
 from dnnpart.runtime._routes import route as _route
 
 __all__ = ["Executor", "RunStats"]
@@ -175,13 +175,7 @@ class Executor:
         route = clock() - t0
         for sid, dev, run, fetch, needs, then in self._steps:
             store = stores[dev]
-            try:
-                feed = {name: store[name] for name in needs}
-            except KeyError as exc:
-                raise InvalidModelError(
-                    f"stage {self.stages[sid]['file']} needs value {exc.args[0]!r}, which "
-                    f"never reached device {dev}"
-                ) from None
+            feed = stage_feed(store, needs, self.stages[sid]["file"], dev)
             t1 = clock()
             outs = run(fetch, feed, None)
             t2 = clock()

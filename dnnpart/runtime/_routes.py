@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Routes", "route"]
+from dnnpart.errors import InvalidModelError
+
+__all__ = ["Routes", "route", "stage_feed"]
 
 
 def _selection(positions, axis):
@@ -58,6 +60,16 @@ def route(transfers, stores, link, per_transfer) -> None:
         n = arr.nbytes
         link[cell] += n
         per_transfer[i] += n
+
+
+def stage_feed(store: dict, needs, file: str, device: int) -> dict:
+    """A stage's feed from its device's store; a missing value is a bug of the export."""
+    try:
+        return {name: store[name] for name in needs}
+    except KeyError as exc:
+        raise InvalidModelError(
+            f"stage {file} needs value {exc.args[0]!r}, which never reached device {device}"
+        ) from None
 
 
 class Routes:

@@ -26,7 +26,7 @@ from typing import Any
 
 from dnnpart.errors import InvalidModelError
 from dnnpart.runtime._execute import _session_options, load_session
-from dnnpart.runtime._routes import Routes, route
+from dnnpart.runtime._routes import Routes, route, stage_feed
 
 __all__ = ["Call", "plan_calls", "DeviceWorker", "FEED"]
 
@@ -156,13 +156,7 @@ class DeviceWorker:
             route(self.first, stores, link, per)
         else:
             run, fetch, needs, file = self.runs[call.stage]
-            try:
-                feed = {name: store[name] for name in needs}
-            except KeyError as exc:
-                raise InvalidModelError(
-                    f"stage {file} needs value {exc.args[0]!r}, which never reached "
-                    f"device {self.device}"
-                ) from None
+            feed = stage_feed(store, needs, file, self.device)
             t1 = time.perf_counter()
             outs = run(fetch, feed, None)
             compute = time.perf_counter() - t1
