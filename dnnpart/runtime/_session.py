@@ -249,6 +249,7 @@ class RunSession:
 
     def results(self):
         """Yield ``(index, outputs)`` for every submitted sample, in input order."""
+        self._maybe_fail()  # --fail DEVICE:0
         while self._flying or self._queue:
             self._fill()
             out = self._collect(self._flying[0])

@@ -176,7 +176,3 @@ class DeviceWorker:
         boxes = [(sent_at, self.device, stores[d]) for d in call.dests]
         record["busy_s"] = time.perf_counter() - c0
         return (*boxes, record) if boxes else record
-
-    def drop(self, sample: int) -> None:
-        """Forget a sample (it is being re-sent elsewhere)."""
-        self.stores.pop(sample, None)
