@@ -667,15 +667,26 @@ def export_cmd(model, plan, out_dir, force, as_json):
     )
 
 
+def _split_inputs(samples: int):
+    """The options that say what a split runs on (verify and run)."""
+
+    def add(func):
+        func = click.option("--seed", type=int, default=0, show_default=True)(func)
+        func = click.option(
+            "--samples", type=int, default=samples, show_default=True, help="Random samples."
+        )(func)
+        func = click.option(
+            "--inputs",
+            type=click.Path(dir_okay=False),
+            help="An .npz with one array per model input (cut into samples along the batch axis).",
+        )(func)
+        return click.argument("folder", type=click.Path(file_okay=False))(func)
+
+    return add
+
+
 @main.command("verify")
-@click.argument("folder", type=click.Path(file_okay=False))
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False),
-    help="An .npz with one array per model input (cut into samples along the batch axis).",
-)
-@click.option("--samples", type=int, default=4, show_default=True, help="Random samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_split_inputs(samples=4)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @click.option("--atol", type=float, help="Absolute tolerance (default: rtol x max |ref|).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Original model.")
@@ -776,14 +787,7 @@ def _fail_spec(value: str | None):
 
 
 @main.command("run")
-@click.argument("folder", type=click.Path(file_okay=False))
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False),
-    help="An .npz with one array per model input (cut into samples along the batch axis).",
-)
-@click.option("--samples", type=int, default=16, show_default=True, help="Random samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_split_inputs(samples=16)
 @click.option("--address", help="A Ray cluster, HOST:PORT (default: start a local Ray here).")
 @click.option("--in-flight", type=int, default=4, show_default=True, help="Samples in flight.")
 @click.option("--threads", type=int, help="onnxruntime threads per device (default 1).")

@@ -170,14 +170,23 @@ def conv_net(
             group=groups,
         ),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="gap"),
+    ]
+    return _classified("conv_net", nodes, "r1", inits, (1, c0, image, image), classes)
+
+
+def _classified(name, nodes, features, inits, input_shape, classes) -> onnx.ModelProto:
+    """``nodes`` (reading ``input``) followed by GAP -> Flatten -> Gemm(transB=1) on
+    ``features`` (weights ``fc.weight``/``fc.bias`` in ``inits``), output ``output``."""
+    nodes = [
+        *nodes,
+        helper.make_node("GlobalAveragePool", [features], ["p"], name="gap"),
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
     ]
     graph = helper.make_graph(
         nodes,
-        "conv_net",
-        [helper.make_tensor_value_info("input", _F, [1, c0, image, image])],
+        name,
+        [helper.make_tensor_value_info("input", _F, list(input_shape))],
         [helper.make_tensor_value_info("output", _F, [1, classes])],
         inits,
     )
@@ -222,18 +231,8 @@ def residual_net(
         conv("conv2", "r1", "c2"),
         helper.make_node("Add", ["c2", "r0"], ["s"], name="residual"),
         helper.make_node("Relu", ["s"], ["r2"], name="relu2"),
-        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "residual_net",
-        [helper.make_tensor_value_info("input", _F, [1, inputs, image, image])],
-        [helper.make_tensor_value_info("output", _F, [1, classes])],
-        inits,
-    )
-    return _model(graph, 17)
+    return _classified("residual_net", nodes, "r2", inits, (1, inputs, image, image), classes)
 
 
 def transformer_block(
