@@ -1,6 +1,6 @@
 """Re-partition a split over the devices that are left (``dnnpart run`` after a loss).
 
-One small function on the public API, :func:`dnnpart.partition` and the exporter, so
+One small function on the partition API (:func:`dnnpart.partition`) and the exporter, so
 that it survives changes to how problems are built: the plan's partitioner, granularity
 and options (seed, imbalance, pruning, refinement) are run again on the surviving
 devices (the device file without the lost ones, links re-indexed), and the new split is
@@ -34,15 +34,16 @@ def replan(model: str | os.PathLike, manifest: dict[str, Any], lost, out_dir) ->
     dict
         The new manifest.
     """
-    import dnnpart
+    from dnnpart._partition import partition
     from dnnpart.devices import DeviceSet
     from dnnpart.exporters import export
+    from dnnpart.importers import load
 
     devices = DeviceSet.from_dict(manifest["devices"]).without(lost)
     p = manifest["plan"]
     params = p.get("parameters") or {}
-    plan = dnnpart.partition(
-        dnnpart.load(model),
+    plan = partition(
+        load(model),
         devices=devices,
         method=p["method"] if devices.k > 1 else "vertical",
         granularity=p["granularity"],
