@@ -6,6 +6,7 @@ The Python API mirrors the command line::
     plan = dnnpart.partition(graph, k=4, method="metis")  # dnnpart partition
     dnnpart.export("model.onnx", plan, "split/")          # dnnpart export
     report = dnnpart.verify("split/")                     # dnnpart verify
+    report = dnnpart.run("split/", compare=True)          # dnnpart run (on Ray)
     rows = dnnpart.leaderboard(["model.onnx"], ks=[2, 4]) # dnnpart leaderboard
 """
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from dnnpart._plan import Plan
     from dnnpart.exporters import export
     from dnnpart.report import run_leaderboard as leaderboard
-    from dnnpart.runtime import verify
+    from dnnpart.runtime import run, verify
 
 
 # imported on first use: the CLI's start-up (and ``--help``) must not pay for SciPy's
@@ -34,6 +35,7 @@ _LAZY = {
     "export": ("dnnpart.exporters", "export"),
     "leaderboard": ("dnnpart.report", "run_leaderboard"),
     "verify": ("dnnpart.runtime", "verify"),
+    "run": ("dnnpart.runtime", "run"),
 }
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "leaderboard",
     "load",
     "partition",
+    "run",
     "verify",
     "__version__",
 ]

@@ -148,6 +148,7 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     dnnpart export model.onnx plan.json -o split/             one ONNX file per device
     dnnpart verify split/                        the split computes what the model did
     dnnpart compress model.onnx --prune 0.9 --share-bits 5 -o small.onnx   Deep Compression
+    dnnpart run split/ --compare                 the split on Ray, pipelined, measured
     dnnpart partitioners | plugins               what is available
     """
     if no_plugins:
@@ -1010,15 +1011,26 @@ def export_cmd(model, plan, out_dir, force, as_json):
     )
 
 
+def _split_inputs(samples: int):
+    """The options that say what a split runs on (verify and run)."""
+
+    def add(func):
+        func = click.option("--seed", type=int, default=0, show_default=True)(func)
+        func = click.option(
+            "--samples", type=int, default=samples, show_default=True, help="Random samples."
+        )(func)
+        func = click.option(
+            "--inputs",
+            type=click.Path(dir_okay=False),
+            help="An .npz with one array per model input (cut into samples along the batch axis).",
+        )(func)
+        return click.argument("folder", type=click.Path(file_okay=False))(func)
+
+    return add
+
+
 @main.command("verify")
-@click.argument("folder", type=click.Path(file_okay=False))
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False),
-    help="An .npz with one array per model input (cut into samples along the batch axis).",
-)
-@click.option("--samples", type=int, default=4, show_default=True, help="Random samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_split_inputs(samples=4)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @click.option("--atol", type=float, help="Absolute tolerance (default: rtol x max |ref|).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Original model.")
@@ -1037,7 +1049,6 @@ def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, labels, ou
     plan's volume_bytes; exit code 7 otherwise. With --inputs, also the top-1 accuracy of
     the split and of the original model (before the plan's pruning).
     """
-    from dnnpart.errors import VerificationError
     from dnnpart.runtime import verify
 
     console = _stderr_console()
@@ -1053,10 +1064,17 @@ def verify_cmd(folder, inputs, samples, seed, rtol, atol, model_path, labels, ou
             labels=labels,
             output=output,
         )
+    _finish(folder, report, as_json, _print_verify)
+
+
+def _finish(folder, report, as_json: bool, show) -> None:
+    """Print a verify or run report (JSON or ``show``); exit 7 if it found a problem."""
+    from dnnpart.errors import VerificationError
+
     if as_json:
         _emit_json(report.to_dict())
     else:
-        _print_verify(report)
+        show(report)
     if not report.ok:
         raise VerificationError(f"{folder}: {report.problems[0]}")
 
@@ -1101,6 +1119,137 @@ def _print_verify(report) -> None:
 
 
 # -- end of export and verify --------------------------------------------------------------
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _fail_spec(value: str | None):
+    if value is None:
+        return None
+    dev, sep, after = value.rpartition(":")
+    if not sep or not dev or not after.isdigit():
+        raise click.BadParameter(
+            "expected DEVICE:AFTER, e.g. 1:50 or jetson:50", param_hint="--fail"
+        )
+    return dev, int(after)
+
+
+@main.command("run")
+@_split_inputs(samples=16)
+@click.option("--address", help="A Ray cluster, HOST:PORT (default: start a local Ray here).")
+@click.option("--in-flight", type=int, default=4, show_default=True, help="Samples in flight.")
+@click.option("--threads", type=int, help="onnxruntime threads per device (default 1).")
+@click.option("--compare", is_flag=True, help="Also run the whole model in one session.")
+@click.option("--fail", "fail", help="Rehearse a loss: stop DEVICE's actor after AFTER outputs.")
+@click.option("--heartbeat", type=float, default=60.0, show_default=True, help="Seconds.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Original model.")
+@click.option("--rtol", type=float, default=1e-5, show_default=True)
+@click.option("--atol", type=float, help="Absolute tolerance (default: rtol x max |ref|).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs (.npz).")
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@handle_errors
+def run_cmd(
+    folder,
+    inputs,
+    samples,
+    seed,
+    address,
+    in_flight,
+    threads,
+    compare,
+    fail,
+    heartbeat,
+    model_path,
+    rtol,
+    atol,
+    output,
+    force,
+    as_json,
+):
+    """Run the split in FOLDER on Ray: one actor per device, samples pipelined.
+
+    With no --address a local Ray starts on this machine. A lost device (its actor dies,
+    or --fail) is replaced by re-partitioning over the others; every input still gets one
+    output, in order. Exit code 7 when outputs differ (--compare), bytes differ from the
+    plan, or every device is lost.
+    """
+    from rich.progress import Progress
+
+    from dnnpart.errors import OutputConflictError
+    from dnnpart.runtime import run
+    from dnnpart.runtime._run import save_outputs
+
+    if output and os.path.lexists(output) and not force:
+        raise OutputConflictError(f"{output} exists (use --force to replace it)")
+    console = _stderr_console()
+
+    def on_event(e):
+        who = f" {e['device']}" if e["device"] else ""
+        console.print(f"[{e['t']:.2f} s] {e['kind']}{who}: {e['detail']}", highlight=False)
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("running", total=None)
+        report = run(
+            folder,
+            inputs,
+            samples=samples,
+            seed=seed,
+            address=address,
+            in_flight=in_flight,
+            threads=threads,
+            compare=compare,
+            fail=_fail_spec(fail),
+            model=model_path,
+            rtol=rtol,
+            atol=atol,
+            heartbeat=heartbeat,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_event=on_event,
+        )
+    if output and report.ok:
+        save_outputs(output, report.outputs, force=force)
+    _finish(folder, report, as_json, _print_run)
+
+
+def _print_run(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dnnpart._format import size
+
+    out = Console()
+    table = Table(title=f"{report.samples} samples")
+    for col in ("device", "busy", "samples"):
+        table.add_column(col, justify="right")
+    for d in report.devices:
+        table.add_row(d["name"], f"{d['busy_s']:.3f} s", str(d["samples"]))
+    out.print(table)
+    for link in report.links:
+        out.print(
+            f"  {link['from']} -> {link['to']}: {size(int(link['bytes']))}, "
+            f"{link['seconds']:.3f} s from send to the receiver's start",
+            highlight=False,
+        )
+    lat = report.latency_s
+    out.print(
+        f"throughput {report.throughput_per_s:.1f}/s, latency median "
+        f"{lat['median'] * 1e3:.2f} ms, p95 {lat['p95'] * 1e3:.2f} ms; bytes per sample "
+        f"{report.bytes_measured}, planned {report.bytes_planned}",
+        highlight=False,
+    )
+    if report.reference_throughput_per_s is not None:
+        ref = report.reference_latency_s
+        out.print(
+            f"whole model, one session: {report.reference_throughput_per_s:.1f}/s, latency "
+            f"median {ref['median'] * 1e3:.2f} ms; max abs error {report.max_abs_err:.3g}",
+            highlight=False,
+        )
+    verdict = "[green]ok[/green]" if report.ok else "[red]MISMATCH[/red]"
+    out.print(verdict)
+    for p in report.problems:
+        out.print(f"  {p}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,9 @@ Device file format
     name = "jetson"             # unique, non-empty
     speed = 1.3e12              # FLOP/s as a number, or "1.3TFLOPS"
     memory = "8GiB"             # bytes as a number, or a string; omit (or inf) = unlimited
+    threads = 4                 # onnxruntime threads of its actor in `dnnpart run` (optional)
+    node = "10.0.0.7"           # `dnnpart run`: the Ray node (IP address) to run on (optional)
+    resources = {jetson = 1}    # `dnnpart run`: custom Ray resources its actor needs (optional)
 
     [[device]]
     name = "phone"
@@ -84,17 +87,34 @@ def _check_number(x: Any, what: str, finite: bool, zero_ok: bool = False) -> Non
 
 @dataclass(frozen=True)
 class Device:
-    """One device: ``speed`` in FLOP/s (> 0, finite), ``memory`` in bytes (> 0, may be inf)."""
+    """One device: ``speed`` in FLOP/s (> 0, finite), ``memory`` in bytes (> 0, may be inf).
+
+    ``threads``, ``node`` and ``resources`` only place the device's actor in
+    ``dnnpart run`` (onnxruntime threads, Ray node IP, custom Ray resources as
+    ``(name, amount)`` pairs); scoring ignores them.
+    """
 
     name: str
     speed: float = DEFAULT_SPEED
     memory: float = math.inf
+    threads: int | None = None
+    node: str | None = None
+    resources: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise UsageError(f"device name must be a non-empty string, got {self.name!r}")
         _check_number(self.speed, f"device {self.name!r} speed", finite=True)
         _check_number(self.memory, f"device {self.name!r} memory", finite=False)
+        t = self.threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise UsageError(f"device {self.name!r} threads must be a positive integer, got {t!r}")
+        if self.node is not None and (not isinstance(self.node, str) or not self.node):
+            raise UsageError(f"device {self.name!r} node must be a non-empty string")
+        for key, amount in self.resources:
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"device {self.name!r} resources: names must be strings")
+            _check_number(amount, f"device {self.name!r} resource {key!r}", finite=True)
 
 
 @dataclass(frozen=True)
@@ -198,6 +218,18 @@ class DeviceSet:
         np.fill_diagonal(lat, 0.0)
         return bw, lat
 
+    def without(self, lost) -> DeviceSet:
+        """The devices left when those at indices ``lost`` are gone (links re-indexed)."""
+        gone = {int(i) for i in lost}
+        keep = [i for i in range(self.k) if i not in gone]
+        if not keep:
+            raise UsageError("no device would be left")
+        new = {old: new for new, old in enumerate(keep)}
+        links = {
+            (new[i], new[j]): link for (i, j), link in self.links.items() if i in new and j in new
+        }
+        return DeviceSet(tuple(self.devices[i] for i in keep), self.default_link, links)
+
     # -- constructors ------------------------------------------------------------
     @classmethod
     def identical(
@@ -252,7 +284,7 @@ class DeviceSet:
             where = f"device[{i}]"
             if not isinstance(e, dict):
                 raise UsageError(f"{where}: must be a table")
-            _no_unknown(e, {"name", "speed", "memory"}, f"{where}.")
+            _no_unknown(e, {"name", "speed", "memory", "threads", "node", "resources"}, f"{where}.")
             name = e.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise UsageError(f"{where}.name: a non-empty string is required")
@@ -261,7 +293,22 @@ class DeviceSet:
             index[name] = i
             speed = _quantity(e.get("speed", DEFAULT_SPEED), "speed", f"{where}.speed")
             memory = _quantity(e.get("memory", math.inf), "memory", f"{where}.memory")
-            devices.append(Device(name, speed, memory))
+            resources = e.get("resources", {})
+            if not isinstance(resources, dict):
+                raise UsageError(f"{where}.resources: must be a table of name = amount")
+            try:
+                devices.append(
+                    Device(
+                        name,
+                        speed,
+                        memory,
+                        threads=e.get("threads"),
+                        node=e.get("node"),
+                        resources=tuple(sorted(resources.items())),
+                    )
+                )
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
 
         pairs = link_table.get("pair", [])
         if not isinstance(pairs, list):
@@ -292,6 +339,12 @@ class DeviceSet:
             entry: dict[str, Any] = {"name": dev.name, "speed": float(dev.speed)}
             if math.isfinite(dev.memory):
                 entry["memory"] = float(dev.memory)
+            if dev.threads is not None:
+                entry["threads"] = dev.threads
+            if dev.node is not None:
+                entry["node"] = dev.node
+            if dev.resources:
+                entry["resources"] = dict(dev.resources)
             out_devices.append(entry)
         pairs, done = [], set()
         for (i, j), link in sorted(self.links.items()):

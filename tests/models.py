@@ -20,6 +20,7 @@ __all__ = [
     "mlp_matmul",
     "mlp_gemm",
     "conv_net",
+    "residual_net",
     "transformer_block",
     "control_flow",
     "external_mlp",
@@ -170,18 +171,69 @@ def conv_net(
             group=groups,
         ),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="gap"),
+    ]
+    return _classified("conv_net", nodes, "r1", inits, (1, c0, image, image), classes)
+
+
+def _classified(name, nodes, features, inits, input_shape, classes) -> onnx.ModelProto:
+    """``nodes`` (reading ``input``) followed by GAP -> Flatten -> Gemm(transB=1) on
+    ``features`` (weights ``fc.weight``/``fc.bias`` in ``inits``), output ``output``."""
+    nodes = [
+        *nodes,
+        helper.make_node("GlobalAveragePool", [features], ["p"], name="gap"),
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
     ]
     graph = helper.make_graph(
         nodes,
-        "conv_net",
-        [helper.make_tensor_value_info("input", _F, [1, c0, image, image])],
+        name,
+        [helper.make_tensor_value_info("input", _F, list(input_shape))],
         [helper.make_tensor_value_info("output", _F, [1, classes])],
         inits,
     )
     return _model(graph, 17)
+
+
+def residual_net(
+    channels: int = 8, *, inputs: int = 4, image: int = 8, classes: int = 3, seed: int = 0
+) -> onnx.ModelProto:
+    """A ResNet-style block: Conv(inputs -> channels) -> Relu -> Conv -> Relu -> Conv ->
+    Add(the first Relu's output) -> Relu -> GAP -> Flatten -> Gemm(transB=1); every Conv
+    3x3, pad 1, with bias. Input ``input`` is ``(1, inputs, image, image)``."""
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "conv0": (channels, inputs),
+        "conv1": (channels, channels),
+        "conv2": (channels, channels),
+    }
+    inits = []
+    for name, (o, i) in shapes.items():
+        w = rng.standard_normal((o, i, 3, 3)).astype(np.float32) / np.float32(3 * np.sqrt(i))
+        inits += [
+            _init(f"{name}.weight", w),
+            _init(f"{name}.bias", rng.standard_normal(o).astype(np.float32)),
+        ]
+    inits += [
+        _init("fc.weight", rng.standard_normal((classes, channels)).astype(np.float32)),
+        _init("fc.bias", rng.standard_normal(classes).astype(np.float32)),
+    ]
+    pads = [1, 1, 1, 1]
+
+    def conv(name, x, y):
+        return helper.make_node(
+            "Conv", [x, f"{name}.weight", f"{name}.bias"], [y], name=name, pads=pads
+        )
+
+    nodes = [
+        conv("conv0", "input", "c0"),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        conv("conv1", "r0", "c1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        conv("conv2", "r1", "c2"),
+        helper.make_node("Add", ["c2", "r0"], ["s"], name="residual"),
+        helper.make_node("Relu", ["s"], ["r2"], name="relu2"),
+    ]
+    return _classified("residual_net", nodes, "r2", inits, (1, inputs, image, image), classes)
 
 
 def transformer_block(

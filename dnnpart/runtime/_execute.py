@@ -22,6 +22,8 @@ import numpy as np
 
 from dnnpart.errors import DnnpartError, InvalidModelError, UsageError
 from dnnpart.exporters._manifest import read_manifest
+from dnnpart.runtime._routes import Routes, stage_feed
+from dnnpart.runtime._routes import route as _route
 
 __all__ = ["Executor", "RunStats"]
 
@@ -93,29 +95,19 @@ def _tensors(graph):
                 stack.extend(attr.graphs)
 
 
-def _selection(positions, axis):
-    """How to cut listed elements out of a value, prepared once: None (all of it), a tuple
-    of slices for a contiguous run (a view, no copy), or ``[index array, axis, index
-    tuple]`` (a list, to tell it apart) for any other set of elements."""
-    if positions is None:
-        return None
-    pos = np.asarray(positions, dtype=np.int64)
-    axis = int(axis)
-    if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
-        return (slice(None),) * axis + (slice(int(pos[0]), int(pos[0]) + pos.size),)
-    return [pos, axis, (slice(None),) * axis + (pos,)]
+def load_session(folder: str, stage: dict[str, Any], opts, providers=("CPUExecutionProvider",)):
+    """An onnxruntime session of one stage of the export in ``folder`` (its external data
+    checked first); the file name was checked by ``read_manifest``."""
+    import onnxruntime as ort
 
-
-def _cut(arr: np.ndarray, sel) -> np.ndarray:
-    """``arr`` restricted by a prepared :func:`_selection` (not None)."""
-    if type(sel) is tuple:
-        return arr[sel]
-    idx, axis, index = sel
-    if axis and arr.shape[0] != 1:
-        # rows before the axis (a batch): fancy indexing copies row by row, about twice
-        # as fast as ndarray.take along a non-leading axis of a [360, n] array
-        return arr[index]
-    return arr.take(idx, axis)
+    _check_external(folder, stage)
+    path = os.path.join(folder, stage["file"])
+    try:
+        return ort.InferenceSession(path, opts, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        raise InvalidModelError(
+            f"onnxruntime cannot load {stage['file']}: {str(exc).splitlines()[0][:200]}"
+        ) from None
 
 
 class Executor:
@@ -137,36 +129,16 @@ class Executor:
     """
 
     def __init__(self, folder, *, threads: int | None = 1, providers=("CPUExecutionProvider",)):
-        import onnxruntime as ort
-
         self.folder = os.fspath(folder)
         self.manifest = read_manifest(self.folder)
         m = self.manifest
         self.k = int(m["k"])
         self.stages = m["stages"]
         self.order = [int(i) for i in m["order"]]
-        self.sessions = []
         opts = _session_options(threads)
-        for s in self.stages:
-            _check_external(self.folder, s)
-            path = os.path.join(self.folder, s["file"])
-            try:
-                self.sessions.append(ort.InferenceSession(path, opts, providers=list(providers)))
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-                raise InvalidModelError(
-                    f"onnxruntime cannot load {s['file']}: {str(exc).splitlines()[0][:200]}"
-                ) from None
+        self.sessions = [load_session(self.folder, s, opts, providers) for s in self.stages]
         self.transfers = m["transfers"]
-        k = self.k
-        # per producing stage (None: the model inputs): (index, from, to, value, as,
-        # link cell from * k + to, selection)
-        after: dict[int | None, list[tuple]] = {}
-        for i, t in enumerate(self.transfers):
-            src, dst = int(t["from"]), int(t["to"])
-            sel = _selection(t["positions"], t["axis"])
-            entry = (i, src, dst, t["value"], t["as"], src * k + dst, sel)
-            after.setdefault(t["after"], []).append(entry)
-        self._first = after.get(None, [])
+        self.routes = r = Routes(m)
         # the stages in order: (id, device, onnxruntime's own run, fetch names, feed names,
         # transfers after it). Calling the binding's run skips the Python wrapper's
         # per-call checks, which cost about as much as running a small sub-model.
@@ -177,43 +149,12 @@ class Executor:
                 self.sessions[sid]._sess.run,
                 list(self.stages[sid]["outputs"]),
                 list(self.stages[sid]["inputs"]),
-                after.get(sid, []),
+                r.after.get(sid, []),
             )
             for sid in self.order
         ]
-        self._inputs = [
-            (p["tensor"], int(p["device"]), p["value"], _selection(p["indices"], p["axis"]))
-            for p in m["inputs"]
-        ]
-        self._outputs = [
-            (name, *self._reassembly([p for p in m["outputs"] if p["tensor"] == name]))
-            for name in dict.fromkeys(p["tensor"] for p in m["outputs"])
-        ]
-        self._output_values = [(int(p["device"]), p["value"]) for p in m["outputs"]]
-        self.input_names = list(dict.fromkeys(p["tensor"] for p in m["inputs"]))
-        self.output_names = [name for name, *_ in self._outputs]
-
-    @staticmethod
-    def _reassembly(parts):
-        """How to rebuild one model output from its pieces: ``(pieces, axis, inverse)``
-        with ``pieces`` (device, value) in manifest order; ``inverse`` is None when the
-        pieces' elements, concatenated along ``axis``, are already in order (or when there
-        is one whole piece), else the positions that put them in order."""
-        pieces = [(int(p["device"]), p["value"]) for p in parts]
-        if len(parts) == 1 and parts[0]["indices"] is None:
-            return pieces, None, None
-        axis = int(parts[0]["axis"])
-        idx = np.concatenate([np.asarray(p["indices"], np.int64) for p in parts])
-        if np.array_equal(idx, np.arange(idx.size)):
-            return pieces, axis, None
-        if not np.array_equal(np.sort(idx), np.arange(idx.size)):
-            raise InvalidModelError(
-                f"manifest: the pieces of output {parts[0]['tensor']!r} do not hold each "
-                "element once"
-            )
-        inverse = np.empty_like(idx)
-        inverse[idx] = np.arange(idx.size)
-        return pieces, axis, _selection(inverse, axis)
+        self.input_names = r.input_names
+        self.output_names = r.output_names
 
     def run(
         self, feeds: dict[str, np.ndarray], trace: list | None = None
@@ -256,31 +197,23 @@ class Executor:
         per_transfer = [0] * len(self.transfers)
         compute = [0.0] * k
         t0 = clock()
-        for tensor, dev, value, sel in self._inputs:
-            arr = np.asarray(feeds[tensor])
-            stores[dev][value] = arr if sel is None else _cut(arr, sel)
-        self._route(self._first, stores, link, per_transfer, trace)
+        self.routes.place_inputs(feeds, stores)
+        _route(self.routes.first, stores, link, per_transfer, trace)
         route = clock() - t0
         for sid, dev, run, fetch, needs, then in self._steps:
             store = stores[dev]
-            try:
-                feed = {name: store[name] for name in needs}
-            except KeyError as exc:
-                raise InvalidModelError(
-                    f"stage {self.stages[sid]['file']} needs value {exc.args[0]!r}, which "
-                    f"never reached device {dev}"
-                ) from None
+            feed = stage_feed(store, needs, self.stages[sid]["file"], dev)
             t1 = clock()
             outs = run(fetch, feed, None)
             t2 = clock()
             compute[dev] += t2 - t1
             store.update(zip(fetch, outs, strict=True))
             if then:
-                self._route(then, stores, link, per_transfer, trace)
+                _route(then, stores, link, per_transfer, trace)
                 route += clock() - t2
-        outputs = self._gather(stores)
+        outputs = self.routes.gather(stores)
         out_bytes = np.zeros(k, dtype=np.int64)
-        for dev, value in self._output_values:
+        for dev, value in self.routes.output_values:
             out_bytes[dev] += stores[dev][value].nbytes
         stats = RunStats(
             np.array(link, dtype=np.int64).reshape(k, k),
@@ -290,29 +223,3 @@ class Executor:
             out_bytes,
         )
         return outputs, stats
-
-    @staticmethod
-    def _route(transfers, stores, link, per_transfer, trace=None) -> None:
-        """Copy (or view) each transfer's elements into the receiver's store and count the
-        bytes on its link."""
-        for i, src, dst, value, to_value, cell, sel in transfers:
-            arr = stores[src][value]
-            if sel is not None:
-                arr = arr[sel] if type(sel) is tuple else _cut(arr, sel)
-            stores[dst][to_value] = arr
-            n = arr.nbytes
-            link[cell] += n
-            per_transfer[i] += n
-            if trace is not None:
-                trace.append((i, arr))
-
-    def _gather(self, stores) -> dict[str, np.ndarray]:
-        out = {}
-        for name, pieces, axis, inverse in self._outputs:
-            if axis is None:
-                dev, value = pieces[0]
-                out[name] = stores[dev][value]
-                continue
-            cat = np.concatenate([stores[dev][value] for dev, value in pieces], axis=axis)
-            out[name] = cat if inverse is None else _cut(cat, inverse)
-        return out

@@ -36,7 +36,16 @@ from dnnpart.runtime._execute import Executor
 
 MAX_SAMPLES = 1 << 20
 
-__all__ = ["verify", "VerifyReport", "model_inputs", "reference_session"]
+__all__ = [
+    "verify",
+    "VerifyReport",
+    "model_inputs",
+    "reference_session",
+    "original_model",
+    "original_source",
+    "load_feeds",
+    "compare_outputs",
+]
 
 
 @dataclass
@@ -149,6 +158,43 @@ def _localise(executor, source, folder, feed, rtol, atol, threads) -> str:
     return divergence(m, trace, values, rtol, atol, _compare)
 
 
+def original_model(folder, manifest: dict[str, Any], model=None) -> str:
+    """The path of the model a split was exported from, its sha256 checked (see
+    :func:`_reference_model`)."""
+    return _reference_model(folder, manifest, model)
+
+
+def original_source(folder, manifest: dict[str, Any], model=None):
+    """The original model (see :func:`original_model`) after the plan's passes, at the
+    plan's input shapes, as the exporter prepared it."""
+    from dnnpart.exporters._manifest import manifest_passes
+    from dnnpart.exporters._source import prepare
+
+    path = original_model(folder, manifest, model)
+    info = manifest.get("model") or {}
+    return prepare(path, manifest_passes(manifest), info.get("sha256"), info.get("input_shapes"))
+
+
+def load_feeds(inputs, specs, *, samples: int = 4, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Per-sample feeds: from ``inputs`` (an ``.npz`` path or a dict; see :func:`verify`)
+    or ``samples`` seeded random samples; ``specs`` from :func:`model_inputs`."""
+    if inputs is None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise UsageError(f"--samples must be at least 1, got {samples}")
+        per_sample = sum(
+            math.prod(1 if d is None else d for d in dims or []) * dt.itemsize
+            for _, dt, dims in specs
+        )
+        if samples > MAX_SAMPLES or samples * per_sample > MAX_FEED_BYTES:
+            raise ResourceLimitError(
+                f"{samples} random samples of {per_sample} bytes are over the limit of "
+                f"{MAX_FEED_BYTES} bytes; use fewer --samples"
+            )
+        rng = np.random.default_rng(seed)
+        return [{n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)]
+    return load_data(inputs, specs).feeds
+
+
 def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
     """(max abs error, problem or None) of one output."""
     if got.shape != ref.shape:
@@ -168,6 +214,21 @@ def _compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol):
             f"output {name!r}: max abs error {err:.3g} over tolerance (rtol {rtol:g})"
         )
     return err, None
+
+
+def compare_outputs(got, expected, rtol: float = 1e-5, atol=None) -> tuple[float, list[str]]:
+    """(max abs error, problems) of a split's outputs ``got`` against ``expected`` (the
+    whole model's, by output name); tolerances as in :func:`verify`."""
+    max_err, problems = 0.0, []
+    for name, ref in expected.items():
+        if name not in got:
+            problems.append(f"output {name!r} is not produced by the split")
+            continue
+        err, problem = _compare(name, np.asarray(got[name]), ref, rtol, atol)
+        max_err = max(max_err, err)
+        if problem:
+            problems.append(problem)
+    return max_err, problems
 
 
 def verify(
@@ -224,7 +285,7 @@ def verify(
         inputs = read_npz(inputs)  # cheap checks first
     executor = Executor(folder, threads=threads)
     m = executor.manifest
-    path = _reference_model(folder, m, model)
+    path = original_model(folder, m, model)
     want = (m.get("model") or {}).get("sha256")
     # each sample has the plan's shapes (an array of many along a batch axis of 1 is cut)
     recorded = (m.get("model") or {}).get("input_shapes") or {}
@@ -234,19 +295,7 @@ def verify(
     if inputs is None:
         if labels is not None:
             raise UsageError("--labels needs --inputs (a data file with the labels)")
-        per_sample = sum(
-            math.prod(1 if d is None else d for d in dims or []) * dt.itemsize
-            for _, dt, dims in specs
-        )
-        if samples * per_sample > MAX_FEED_BYTES:
-            raise ResourceLimitError(
-                f"{samples} random samples of {per_sample} bytes are over the limit of "
-                f"{MAX_FEED_BYTES} bytes; use fewer --samples"
-            )
-        rng = np.random.default_rng(seed)
-        feeds = [
-            {n: _random_sample(rng, dt, dims) for n, dt, dims in specs} for _ in range(samples)
-        ]
+        feeds = load_feeds(None, specs, samples=samples, seed=seed)
     else:
         data = load_data(inputs, specs, labels=labels)
         feeds, y = data.feeds, data.labels

@@ -15,7 +15,7 @@ import dnnpart
 from dnnpart.exporters import export
 from dnnpart.problem._build import build_problem
 from dnnpart.runtime import verify
-from dnnpart.runtime._execute import _cut, _selection
+from dnnpart.runtime._routes import _cut, _selection
 from dnnpart.scoring import score
 
 pytest.importorskip("onnxruntime")

@@ -1,0 +1,178 @@
+"""One device of a split in ``dnnpart run``: the calls it makes per sample and the worker
+that makes them (a Ray actor's body, plain Python so that it runs and tests without Ray).
+
+Per sample, each device makes *calls* in the manifest's order: a *feed* call where a
+model input enters a device and is sent on from there before any stage runs (or where a
+device holds inputs or outputs but no stage), then one call per stage. A call takes the
+device's part of the model inputs (on its first call), and the *outboxes* that other
+devices' earlier calls sent it; it runs its stage, routes the transfers that follow the
+stage with :func:`dnnpart.runtime._routes.route` (the local executor's), and returns one
+outbox per receiving device and a small record (times, bytes, and on the device's last
+call of the sample, its model output values). An outbox goes to the receiver's first call
+after the sender's, so it is there before any stage of the receiver needs it. Values a
+device keeps for its own later stages stay in its per-sample store, which its last call
+of the sample drops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnnpart.errors import InvalidModelError
+from dnnpart.runtime._execute import _session_options, load_session
+from dnnpart.runtime._routes import Routes, route, stage_feed
+
+__all__ = ["Call", "plan_calls", "DeviceWorker", "FEED"]
+
+FEED = -1  # the stage id of a feed call
+
+
+@dataclass
+class Call:
+    """One call of one sample: ``device`` runs ``stage`` (or :data:`FEED`), sends an outbox
+    to each of ``dests``, which call ``consumer[dst]`` (an index into the call list)
+    receives; ``first``/``last``: the device's first/last call of the sample."""
+
+    device: int
+    stage: int
+    dests: list[int]
+    consumer: dict[int, int] = field(default_factory=dict)
+    first: bool = False
+    last: bool = False
+
+
+def plan_calls(manifest: dict[str, Any], routes: Routes) -> list[Call]:
+    """The calls of one sample, in an order every device can run them in (see module)."""
+    stages = manifest["stages"]
+    has_stage = {int(s["device"]) for s in stages}
+    sends_inputs = {e[1] for e in routes.first}
+    holds = {dev for _, dev, _, _ in routes.inputs} | {dev for dev, _ in routes.output_values}
+    calls = [
+        Call(d, FEED, sorted({e[2] for e in routes.first if e[1] == d}))
+        for d in sorted(sends_inputs | (holds - has_stage))
+    ]
+    for sid in manifest["order"]:
+        calls.append(
+            Call(
+                int(stages[sid]["device"]),
+                int(sid),
+                sorted({e[2] for e in routes.after.get(int(sid), [])}),
+            )
+        )
+    seen: dict[int, int] = {}
+    for i, c in enumerate(calls):
+        c.first = c.device not in seen
+        seen[c.device] = i
+    for i in seen.values():
+        calls[i].last = True
+    for i, c in enumerate(calls):
+        for dst in c.dests:
+            nxt = next((j for j in range(i + 1, len(calls)) if calls[j].device == dst), None)
+            if nxt is None:
+                raise InvalidModelError(
+                    f"a transfer to device {dst} comes after its last stage (bad manifest order)"
+                )
+            c.consumer[dst] = nxt
+    return calls
+
+
+class DeviceWorker:
+    """The sessions and per-sample stores of one device.
+
+    Parameters
+    ----------
+    manifest : dict
+        The split's manifest (checked by the driver with ``read_manifest``).
+    device : int
+        This worker's device index.
+    files : dict of str -> bytes
+        The device's sub-model files (``device{d}_stage{s}.onnx`` / ``.data``) as read and
+        checked by the driver; written to a private temporary folder to be loaded, so that
+        a worker on another machine needs no shared file system.
+    threads : int or None
+        onnxruntime intra-op threads of each session.
+    """
+
+    def __init__(self, manifest, device: int, files: dict[str, bytes], threads: int | None):
+        self.device = int(device)
+        self.k = int(manifest["k"])
+        self.routes = Routes(manifest)
+        self.calls = plan_calls(manifest, self.routes)
+        stages = manifest["stages"]
+        mine = [s for s in stages if int(s["device"]) == self.device]
+        tmp = tempfile.mkdtemp(prefix="dnnpart-run-")
+        try:
+            for s in mine:
+                for name in (s["file"], s["data"]):
+                    if name is not None:
+                        with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
+                            f.write(files[name])
+            opts = _session_options(threads)
+            self.runs = {
+                int(s["id"]): (
+                    load_session(tmp, s, opts)._sess.run,
+                    list(s["outputs"]),
+                    list(s["inputs"]),
+                    s["file"],
+                )
+                for s in mine
+            }
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.first = [e for e in self.routes.first if e[1] == self.device]
+        self.outputs = [v for d, v in self.routes.output_values if d == self.device]
+        self.stores: dict[int, dict] = {}
+
+    def ping(self) -> int:
+        """The worker's process id (a liveness check)."""
+        return os.getpid()
+
+    def step(self, sample: int, index: int, fed, *payloads):
+        """Make call ``index`` of ``sample``; returns its outboxes then its record (the
+        record alone when it sends nothing)."""
+        t_start = time.time()
+        c0 = time.perf_counter()
+        call = self.calls[index]
+        store = self.stores.setdefault(sample, {})
+        waited: dict[int, float] = {}
+        for sent_at, src, values in payloads:
+            store.update(values)
+            waited[src] = waited.get(src, 0.0) + max(0.0, t_start - sent_at)
+        if fed:
+            store.update(fed)
+        k = self.k
+        stores: list[dict] = [{} for _ in range(k)]
+        stores[self.device] = store
+        link = [0] * (k * k)
+        per: dict[int, int] = defaultdict(int)
+        compute = 0.0
+        if call.stage == FEED:
+            route(self.first, stores, link, per)
+        else:
+            run, fetch, needs, file = self.runs[call.stage]
+            feed = stage_feed(store, needs, file, self.device)
+            t1 = time.perf_counter()
+            outs = run(fetch, feed, None)
+            compute = time.perf_counter() - t1
+            store.update(zip(fetch, outs, strict=True))
+            route(self.routes.after.get(call.stage, []), stores, link, per)
+        record: dict[str, Any] = {
+            "device": self.device,
+            "compute_s": compute,
+            "sent": {d: link[self.device * k + d] for d in call.dests},
+            "transfers": dict(per),
+            "waited": waited,
+        }
+        if call.last:
+            record["outputs"] = {v: store[v] for v in self.outputs}
+            del self.stores[sample]
+        sent_at = time.time()
+        boxes = [(sent_at, self.device, stores[d]) for d in call.dests]
+        record["busy_s"] = time.perf_counter() - c0
+        return (*boxes, record) if boxes else record

@@ -1,0 +1,208 @@
+"""``dnnpart run`` on one local Ray (started once for this module, shut down at its end):
+outputs equal the whole model's, bytes per link equal the manifest's, samples stream in
+order, and a lost device (``--fail``, or its process killed) costs no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import models
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dnnpart
+from dnnpart.cli import main
+from dnnpart.exporters import export
+from dnnpart.runtime import Executor, RunSession, run
+
+pytest.importorskip("onnxruntime")
+ray = pytest.importorskip("ray", reason="dnnpart run needs Ray (pip install 'dnnpart[ray]')")
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = ROOT / "examples" / "mlp" / "mlp.onnx"
+DIGITS = ROOT / "examples" / "mlp" / "digits_test.npz"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray for every test here, started the way ``dnnpart run`` starts it
+    (logical CPUs: at least one per actor of the k = 3 splits)."""
+    from dnnpart.runtime._cluster import connect
+
+    assert not ray.is_initialized()
+    connect(num_cpus=3)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """Layer and neuron splits of the example MLP and of a residual conv net, k = 2 and 3."""
+    tmp = tmp_path_factory.mktemp("run")
+    res = models.save(models.residual_net(), tmp)
+    out = {}
+    for name, model, gran, k in [
+        ("mlp-layer-2", MLP, "layer", 2),
+        ("mlp-neuron-3", MLP, "neuron", 3),
+        ("res-layer-3", res, "layer", 3),
+        ("res-neuron-2", res, "neuron", 2),
+    ]:
+        plan = dnnpart.partition(dnnpart.load(model), k=k, method="metis", granularity=gran)
+        export(model, plan, tmp / name)
+        out[name] = tmp / name
+    return out
+
+
+def _per_link(folder) -> dict[tuple[str, str], int]:
+    m = json.loads((Path(folder) / "manifest.json").read_text())
+    names = [d["name"] for d in m["devices"]["device"]]
+    links: dict[tuple[str, str], int] = {}
+    for t in m["transfers"]:
+        key = (names[t["from"]], names[t["to"]])
+        links[key] = links.get(key, 0) + t["bytes"]
+    return links
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp-layer-2", "mlp-neuron-3", "res-layer-3", "res-neuron-2"])
+def test_outputs_equal_the_whole_model_and_bytes_the_manifest(cluster, splits, name):
+    folder = splits[name]
+    n = 6
+    report = run(folder, samples=n, compare=True, in_flight=3)
+    assert report.ok, report.problems
+    out = report.outputs["output" if "res" in name else "probabilities"]
+    assert report.samples == n and out.shape[0] == n
+    assert report.bytes_measured == report.bytes_planned
+    assert report.reference_throughput_per_s > 0 and report.max_abs_err is not None
+    measured = {(x["from"], x["to"]): x["bytes"] for x in report.links if x["bytes"]}
+    assert measured == {key: b * n for key, b in _per_link(folder).items()}
+    assert all(d["samples"] in (0, n) for d in report.devices)
+
+
+def test_samples_stream_in_input_order(cluster, splits):
+    folder = splits["mlp-neuron-3"]
+    x = np.load(DIGITS)["x"][:12].astype(np.float32)
+    ex = Executor(folder)
+    name = ex.input_names[0]
+    with RunSession(folder, in_flight=4) as session:
+        first = [session.submit({name: x[i : i + 1]}) for i in range(5)]
+        got = []
+        for index, out in session:
+            got.append(index)
+            if index == 2:  # submit while earlier samples are still in flight
+                first += [session.submit({name: x[i : i + 1]}) for i in range(5, 12)]
+            want, _ = ex.run({name: x[index : index + 1]})
+            for key in want:
+                np.testing.assert_allclose(out[key], want[key], rtol=1e-6, atol=1e-6)
+        assert session.pending() == 0
+    assert got == first == list(range(12))
+
+
+def test_fail_option_loses_a_device_and_every_input_gets_one_correct_output(
+    cluster, splits, tmp_path
+):
+    out = tmp_path / "outputs.npz"
+    x = np.load(DIGITS)["x"][:60].astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    args = ["run", str(splits["mlp-neuron-3"]), "--inputs", str(tmp_path / "x.npz"), "--compare"]
+    args += ["--fail", "dev1:20", "-o", str(out), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] and doc["samples"] == 60 and doc["max_abs_err"] < 1e-4
+    lost = [e for e in doc["events"] if e["kind"] == "lost"]
+    assert [e["device"] for e in lost] == ["dev1"]
+    assert "dev0:" in next(e["detail"] for e in doc["events"] if e["kind"] == "replanned")
+    import onnxruntime as ort
+
+    probs = np.load(out)["probabilities"]  # in input order
+    whole = ort.InferenceSession(str(MLP), providers=["CPUExecutionProvider"])
+    want = whole.run(["probabilities"], {"input": x})[0]
+    assert probs.shape == want.shape == (60, 10)
+    np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)
+
+
+def _stream_and_hurt(folder, n, hurt, **options):
+    """Stream ``n`` random samples of the residual net through a session, calling
+    ``hurt(session)`` after output 3; check every output against the local executor, in
+    input order; return the session's events."""
+    rng = np.random.default_rng(n)
+    feeds = [{"input": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(n)]
+    ex = Executor(folder)
+    got = []
+    with RunSession(folder, **options) as session:
+        for f in feeds:
+            session.submit(f)
+        for index, out in session:
+            got.append(index)
+            want, _ = ex.run(feeds[index])
+            np.testing.assert_allclose(out["output"], want["output"], rtol=1e-5, atol=1e-5)
+            if index == 3:
+                hurt(session)
+        events = session.events
+    assert got == list(range(n))
+    return events
+
+
+def _actor_pid(session, device: int) -> int:
+    return ray.get(session._split.actors[device].ping.remote())
+
+
+@pytest.mark.slow
+def test_killing_an_actor_process_mid_stream_is_survived(cluster, splits):
+    folder = splits["res-layer-3"]
+    device = json.loads((folder / "manifest.json").read_text())["stages"][0]["device"]
+    events = _stream_and_hurt(
+        folder, 16, lambda s: os.kill(_actor_pid(s, device), signal.SIGKILL), in_flight=4
+    )
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("lost") < kinds.index("replanned") < kinds.index("resumed")
+
+
+def test_losing_every_device_exits_7_and_writes_nothing(cluster, tmp_path):
+    res = models.save(models.residual_net(), tmp_path)
+    plan = dnnpart.partition(dnnpart.load(res), k=1, method="vertical", granularity="layer")
+    export(res, plan, tmp_path / "one")
+    out = tmp_path / "out.npz"
+    args = ["run", str(tmp_path / "one"), "--samples", "8", "--fail", "0:2", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 7, result.output
+    assert "every device is lost" in result.output and "completed" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".outputs-*"))
+
+
+def test_unreachable_address_fails_fast_naming_it(splits):
+    t = time.perf_counter()
+    args = ["run", str(splits["mlp-layer-2"]), "--address", "127.0.0.1:9"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "127.0.0.1:9" in result.output and time.perf_counter() - t < 10
+
+
+def test_a_tampered_manifest_is_refused_before_ray_starts(tmp_path, splits):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    m = json.loads((splits["mlp-layer-2"] / "manifest.json").read_text())
+    m["stages"][0]["file"] = "../../etc/passwd"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    result = CliRunner().invoke(main, ["run", str(bad)])
+    assert result.exit_code == 3 and "device<d>_stage<s>" in result.output
+
+
+@pytest.mark.slow
+def test_a_hung_device_is_caught_by_the_heartbeat(cluster, splits):
+    events = _stream_and_hurt(
+        splits["res-neuron-2"],
+        8,
+        lambda s: os.kill(_actor_pid(s, 1), signal.SIGSTOP),
+        in_flight=2,
+        heartbeat=3.0,
+    )
+    lost = [e for e in events if e["kind"] == "lost"]
+    assert [e["device"] for e in lost] == ["dev1"]
+    assert "no answer within 3 s" in lost[0]["detail"]
