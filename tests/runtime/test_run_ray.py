@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -45,10 +46,12 @@ def splits(tmp_path_factory):
     """Layer and neuron splits of the example MLP and of a residual conv net, k = 2 and 3."""
     tmp = tmp_path_factory.mktemp("run")
     res = models.save(models.residual_net(), tmp)
+    mlp = tmp / "mlp.onnx"  # beside the splits, where verify and run find it by themselves
+    shutil.copyfile(MLP, mlp)
     out = {}
     for name, model, gran, k in [
-        ("mlp-layer-2", MLP, "layer", 2),
-        ("mlp-neuron-3", MLP, "neuron", 3),
+        ("mlp-layer-2", mlp, "layer", 2),
+        ("mlp-neuron-3", mlp, "neuron", 3),
         ("res-layer-3", res, "layer", 3),
         ("res-neuron-2", res, "neuron", 2),
     ]:
