@@ -24,8 +24,10 @@ from dnnpart.runtime._verify import (
     compare_outputs,
     load_feeds,
     model_inputs,
+    original_model,
     original_source,
     reference_session,
+    split_inputs,
 )
 
 __all__ = ["run", "RunReport"]
@@ -150,14 +152,18 @@ def run(
     """
     manifest = read_manifest(split_dir)
     source = None
-    if compare or not isinstance(inputs, list):
+    specs = None if isinstance(inputs, list) else split_inputs(split_dir, manifest)
+    if compare or (specs is None and not isinstance(inputs, list)):
         source = original_source(split_dir, manifest, model)
+        specs = specs or model_inputs(source.model)
+    elif fail is not None:  # a rehearsed loss re-plans: refuse a missing model before Ray starts
+        original_model(split_dir, manifest, model)
     if isinstance(inputs, list):
         feeds = inputs
         if not feeds:
             raise UsageError("no samples to run")
     else:
-        feeds = load_feeds(inputs, model_inputs(source.model), samples=samples, seed=seed)
+        feeds = load_feeds(inputs, specs, samples=samples, seed=seed)
     sample_bytes = sum(np.asarray(v).nbytes for v in feeds[0].values())
     per_sample = sample_bytes + int(manifest.get("transfer_bytes") or 0)
     files = sum(

@@ -95,6 +95,32 @@ def model_inputs(model) -> list[tuple[str, np.dtype, list]]:
     return out
 
 
+def split_inputs(folder, manifest: dict[str, Any]) -> list[tuple[str, np.dtype, list]] | None:
+    """The model inputs as :func:`model_inputs` gives them, read from the split itself
+    (the element type from the sub-model that takes each input, the shape the plan
+    recorded), so that a split runs on random samples without its original model.
+
+    None when the manifest records no shape for some input (a split of an older version).
+    """
+    import onnx_ir as ir
+
+    shapes = (manifest.get("model") or {}).get("input_shapes") or {}
+    wanted = {e["value"]: e["tensor"] for e in manifest["inputs"]}
+    if any(t not in shapes for t in wanted.values()):
+        return None
+    dtypes: dict[str, np.dtype] = {}
+    for stage in manifest["stages"]:
+        if not (set(stage["inputs"]) & (wanted.keys() - dtypes.keys())):
+            continue
+        sub = ir.load(os.path.join(os.fspath(folder), stage["file"]))
+        for v in sub.graph.inputs:
+            if v.name in wanted and v.name not in dtypes and v.dtype is not None:
+                dtypes[v.name] = _np_dtype(v.dtype)
+    if dtypes.keys() != wanted.keys():
+        return None
+    return [(t, dtypes[v], [int(d) for d in shapes[t]]) for v, t in wanted.items()]
+
+
 def _random_sample(rng, dtype: np.dtype, dims) -> np.ndarray:
     shape = [1 if d is None else d for d in (dims or [])]
     if dtype == np.bool_:

@@ -63,8 +63,9 @@ def test_faulty_partitioners_fail_only_their_rows(tiny_mlp, capfd):
     assert got["vertical"].scores == got["vertical"].baseline
     assert got["lb-stripes"].plugin == "lb_faulty_partitioners"
     assert got["vertical"].plugin == "dnnpart"
-    # the hang was cut at its limit, not waited out
-    assert elapsed < TIMEOUT + 30
+    # the hang was cut at its limit, not waited out (it never ends by itself, so any
+    # finite bound shows the cut; the margin is for the other rows on a loaded machine)
+    assert elapsed < TIMEOUT + 180
 
     out, err = capfd.readouterr()
     assert "lb-stripes chatter" not in out  # stdout is kept for data (--json)

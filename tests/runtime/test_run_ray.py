@@ -194,7 +194,7 @@ def test_a_tampered_manifest_is_refused_before_ray_starts(tmp_path, splits):
     m["stages"][0]["file"] = "../../etc/passwd"
     (bad / "manifest.json").write_text(json.dumps(m))
     result = CliRunner().invoke(main, ["run", str(bad)])
-    assert result.exit_code == 3 and "device<d>_stage<s>" in result.output
+    assert result.exit_code == 3 and "file name '../../etc/passwd'" in result.output
 
 
 @pytest.mark.slow
@@ -209,3 +209,15 @@ def test_a_hung_device_is_caught_by_the_heartbeat(cluster, splits):
     lost = [e for e in events if e["kind"] == "lost"]
     assert [e["device"] for e in lost] == ["dev1"]
     assert "no answer within 3 s" in lost[0]["detail"]
+
+
+def test_a_split_runs_without_its_model_and_a_rehearsed_loss_asks_for_it(cluster, tmp_path):
+    """Random samples come from the split itself (types from the sub-models, shapes from
+    the plan); only re-planning needs the original model, refused before Ray starts."""
+    plan = dnnpart.partition(dnnpart.load(MLP), k=2, method="metis", granularity="layer")
+    export(MLP, plan, tmp_path / "split")  # far from the model: the manifest names none
+    report = run(tmp_path / "split", samples=3)
+    assert report.ok and report.outputs["probabilities"].shape == (3, 10)
+    assert np.allclose(report.outputs["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "split"), "--fail", "0:1"])
+    assert result.exit_code == 2 and "--model" in result.output
