@@ -42,8 +42,9 @@ def replan(model: str | os.PathLike, manifest: dict[str, Any], lost, out_dir) ->
     devices = DeviceSet.from_dict(manifest["devices"]).without(lost)
     p = manifest["plan"]
     params = p.get("parameters") or {}
+    shapes = (manifest.get("model") or {}).get("input_shapes") or None
     plan = partition(
-        load(model),
+        load(model, input_shapes=shapes),  # the shapes the split was made for
         devices=devices,
         method=p["method"] if devices.k > 1 else "vertical",
         granularity=p["granularity"],

@@ -142,3 +142,18 @@ def test_replan_splits_over_the_survivors_and_says_what_moved(splits, tmp_path):
     assert sum(s["macs"] for s in new["stages"]) == sum(s["macs"] for s in m["stages"])
     said = moves(m, new)
     assert "dev0:" in said and "layers changed device" in said
+
+
+def test_replan_keeps_the_input_shapes_the_split_was_made_for(tmp_path):
+    """A model with open height and width (examples/corpus/cnn) re-planned after a loss:
+    the new split is made at the plan's shapes (it could not be made without them)."""
+    model = ROOT / "examples" / "corpus" / "cnn.onnx"
+    graph = dnnpart.load(model, input_shapes={"x": [1, 3, 32, 32]})
+    plan = dnnpart.partition(graph, k=3, method="metis", granularity="layer")
+    old = export(model, plan, tmp_path / "old")
+    new = replan(model, old, [2], tmp_path / "new")
+    assert new["k"] == 2 and new["model"]["input_shapes"] == {"x": [1, 3, 32, 32]}
+    assert sum(s["macs"] for s in new["stages"]) == sum(s["macs"] for s in old["stages"])
+    x = np.load(ROOT / "examples" / "corpus" / "cnn.npz")["x"]
+    out, _ = Executor(tmp_path / "new").run({"x": x})
+    assert next(iter(out.values())).shape == (1, 10)
