@@ -105,20 +105,22 @@ def split_inputs(folder, manifest: dict[str, Any]) -> list[tuple[str, np.dtype, 
     import onnx_ir as ir
 
     shapes = (manifest.get("model") or {}).get("input_shapes") or {}
-    wanted = {e["value"]: e["tensor"] for e in manifest["inputs"]}
-    if any(t not in shapes for t in wanted.values()):
+    tensor_of = {e["value"]: e["tensor"] for e in manifest["inputs"]}  # one input: many slices
+    tensors = list(dict.fromkeys(tensor_of.values()))
+    if any(t not in shapes for t in tensors):
         return None
     dtypes: dict[str, np.dtype] = {}
     for stage in manifest["stages"]:
-        if not (set(stage["inputs"]) & (wanted.keys() - dtypes.keys())):
+        if not any(tensor_of.get(v) not in (None, *dtypes) for v in stage["inputs"]):
             continue
         sub = ir.load(os.path.join(os.fspath(folder), stage["file"]))
         for v in sub.graph.inputs:
-            if v.name in wanted and v.name not in dtypes and v.dtype is not None:
-                dtypes[v.name] = _np_dtype(v.dtype)
-    if dtypes.keys() != wanted.keys():
+            t = tensor_of.get(v.name)
+            if t is not None and t not in dtypes and v.dtype is not None:
+                dtypes[t] = _np_dtype(v.dtype)
+    if dtypes.keys() != set(tensors):
         return None
-    return [(t, dtypes[v], [int(d) for d in shapes[t]]) for v, t in wanted.items()]
+    return [(t, dtypes[t], [int(d) for d in shapes[t]]) for t in tensors]
 
 
 def _random_sample(rng, dtype: np.dtype, dims) -> np.ndarray:
