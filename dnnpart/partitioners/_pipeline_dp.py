@@ -46,19 +46,30 @@ from scipy.sparse.csgraph import connected_components
 from dnnpart._notes import note
 from dnnpart.errors import ResourceLimitError, UsageError
 from dnnpart.graph._toposort import stable_topological_order
+from dnnpart.partitioners._pipeline_costs import StageCosts
 from dnnpart.partitioners._pipeline_ideals import Ideals, enumerate_ideals
 from dnnpart.problem._pipeline import (
-    MEM_RTOL,
+    DeviceClass,
     PipelineProblem,
     as_pipeline_problem,
     device_loads,
 )
 
-__all__ = ["PipelineResult", "pipeline_dp", "MAX_IDEALS", "MAX_PAIRS", "MAX_DEVICE_STATES"]
+__all__ = [
+    "PipelineResult",
+    "pipeline_dp",
+    "MAX_IDEALS",
+    "MAX_PAIRS",
+    "MAX_DEVICE_STATES",
+    "MAX_STATE_PAIRS",
+    "CHUNK_PAIRS",
+]
 
-MAX_IDEALS = 20_000
-MAX_PAIRS = 10_000_000
-MAX_DEVICE_STATES = 4096
+MAX_IDEALS = 200_000  # past this, one topological order's prefixes only
+MAX_PAIRS = 100_000_000  # (ideal, sub-ideal) pairs searched at most
+MAX_DEVICE_STATES = 4096  # device-count states of classes in any order
+MAX_STATE_PAIRS = 500_000_000  # device states times pairs, in any order of the devices
+CHUNK_PAIRS = 1 << 20  # pairs per vectorised chunk (memory ~ 100 bytes per pair)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,30 +137,59 @@ def _build_units(prob: PipelineProblem) -> _Units:
 
 
 # ----------------------------------------------------------------------------------------
-# the dynamic program
+# device states
 
 
 def _device_states(prob: PipelineProblem):
-    """States (in an order where predecessors come first) and their transitions."""
+    """Per state, its ``(predecessor state, device class)`` transitions; predecessors first.
+
+    A fixed sequence: state ``s`` has used the first ``s`` devices. Classes in any order:
+    a state counts the devices used per class (the last state uses them all)."""
     if prob.ordered:
         cls = prob.device_class
-        preds = [[]] + [[(s - 1, int(cls[s - 1]))] for s in range(1, prob.num_devices + 1)]
-        return preds, None
+        return [[]] + [[(s - 1, int(cls[s - 1]))] for s in range(1, prob.num_devices + 1)]
     counts = [dc.count for dc in prob.devices]
-    nstates = int(np.prod([c + 1 for c in counts]))
-    if nstates > MAX_DEVICE_STATES:
-        raise ResourceLimitError(
-            f"{nstates} device-count states exceed {MAX_DEVICE_STATES}; group identical "
-            "devices into classes or use ordered=True"
-        )
     states = sorted(product(*[range(c + 1) for c in counts]), key=lambda t: (sum(t), t))
     index = {s: i for i, s in enumerate(states)}
-    preds = []
-    for s in states:
-        preds.append(
-            [(index[s[:c] + (s[c] - 1,) + s[c + 1 :]], c) for c in range(len(counts)) if s[c] > 0]
+    return [
+        [(index[s[:c] + (s[c] - 1,) + s[c + 1 :]], c) for c in range(len(counts)) if s[c] > 0]
+        for s in states
+    ]
+
+
+def _searchable(prob: PipelineProblem, pairs: int) -> PipelineProblem:
+    """``prob``, or the same devices as a fixed sequence (in device-number order, with a
+    note) when the device-count states times the ideal pairs exceed the budget."""
+    if prob.ordered:
+        return prob
+    states = int(np.prod([dc.count + 1 for dc in prob.devices], dtype=np.float64))
+    if states <= MAX_DEVICE_STATES and states * pairs <= MAX_STATE_PAIRS:
+        return prob
+    note(
+        f"{states} device states over {pairs} ideal pairs are too many to search every "
+        "order of the devices; the pipeline takes them in their given order"
+    )
+    cls = prob.device_class
+    devs = []
+    for d in range(prob.num_devices):
+        dc = prob.devices[cls[d]]
+        devs.append(
+            DeviceClass(dc.name, 1, dc.time, dc.memory, dc.pays_communication, dc.supported)
         )
-    return preds, states
+    return PipelineProblem(
+        prob.src,
+        prob.dst,
+        prob.out_cost,
+        tuple(devs),
+        size=prob.size,
+        group=prob.group,
+        is_backward=prob.is_backward,
+        ordered=True,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# the dynamic program
 
 
 def pipeline_dp(
@@ -180,21 +220,29 @@ def pipeline_dp(
     Returns
     -------
     PipelineResult
+
+    Notes
+    -----
+    The pairs are visited in chunks; per chunk every device state is one vectorised pass
+    (no Python loop per ideal or pair), so time grows with pairs times device states and
+    memory with the chunk (:data:`CHUNK_PAIRS`). Device classes in any order
+    (``ordered=False``) past :data:`MAX_DEVICE_STATES` states, or :data:`MAX_STATE_PAIRS`
+    states times pairs, are searched in their given order instead (a note says so).
     """
     prob = as_pipeline_problem(problem, num_accelerators, num_cpus)
     units = _build_units(prob)
-    message, ideals, pairs = "", None, None
+    message, ideals = "", None
     if not linearize:
         found = enumerate_ideals(units, max_ideals)
         if found is None:
             message = f"more than {max_ideals} ideals"
         else:
             ideals = Ideals(units.count, *found)
-            pairs = ideals.count_pairs()
+            pairs = ideals.count_pairs(max_pairs)
             if pairs > max_pairs:
-                message = f"{ideals.count} ideals with {pairs} nested pairs (limit {max_pairs})"
-                pairs = None
-    if pairs is None:
+                message = f"{ideals.count} ideals with more than {max_pairs} nested pairs"
+                ideals = None
+    if ideals is None:
         ideals = Ideals(units.count, None)
         pairs = ideals.count_pairs()
         if pairs > max_pairs:
@@ -208,6 +256,7 @@ def pipeline_dp(
                 "linearisation): the result is optimal over those splits only"
             )
             note(message)
+    prob = _searchable(prob, pairs)
     value, assignment, stages = _run_dp(prob, units, ideals)
     loads = device_loads(prob, assignment).total
     return PipelineResult(
@@ -225,141 +274,90 @@ def pipeline_dp(
 
 
 def _run_dp(prob: PipelineProblem, units: _Units, ideals: Ideals):
-    """``dp[s][I]`` over device states ``s`` and ideals ``I``; the best split's value,
-    assignment and stage devices."""
-    time_i, unsup_i, size_i = _ideal_sums(prob, units, ideals)
-    comm = _StageComm(prob, units, ideals)
-    preds, _ = _device_states(prob)
-    S, m = len(preds), ideals.count
-    mem_cap = np.array([dc.memory for dc in prob.devices]) * (1 + MEM_RTOL)
-    pays = [dc.pays_communication for dc in prob.devices]
-    dp = np.full((S, m), np.inf)
-    dp[:, 0] = 0.0
-    back_t = np.zeros((S, m), np.int32)
-    back_j = np.zeros((S, m), np.int64)
-    for i in range(1, m):
-        J = ideals.subideals(i)
-        c_ij = comm.of(i, J)
-        cost = []  # per device class: the load of a device holding I \ J, for every J
-        for c in range(len(prob.devices)):
-            t = time_i[i, c] - time_i[J, c]
-            if pays[c]:
-                t = t + c_ij
-            bad = (unsup_i[i, c] - unsup_i[J, c] > 0.5) | (size_i[i] - size_i[J] > mem_cap[c])
-            t = np.where(bad, np.inf, np.maximum(t, 0.0))
-            t[-1] = 0.0  # J == I: the device stays empty
-            cost.append(t)
-        for s in range(1, S if i == m - 1 else S - 1):  # the last state only needs all
-            best, bt, bj = np.inf, 0, i
-            for t_idx, (p, c) in enumerate(preds[s]):
-                cand = np.maximum(dp[p, J], cost[c])
-                k = int(np.argmin(cand))
-                if cand[k] < best:
-                    best, bt, bj = float(cand[k]), t_idx, int(J[k])
-            dp[s, i], back_t[s, i], back_j[s, i] = best, bt, bj
-    value = float(dp[S - 1, m - 1])
+    """The best split's value, assignment and stage devices.
+
+    On a lattice larger than one order's prefixes, the DP over those prefixes runs first:
+    its value bounds the optimum, so stages slower than it are never considered."""
+    preds = _device_states(prob)
+    bound = np.inf
+    if not ideals.linear and ideals.count > units.count + 1:
+        prefixes = Ideals(units.count, None)
+        dp = _fill(prob, preds, prefixes, StageCosts(prob, units.unit, prefixes), np.inf)
+        bound = dp[-1, -1] * (1 + 1e-9)  # sums over other ideals may round differently
+    costs = StageCosts(prob, units.unit, ideals)
+    dp = _fill(prob, preds, ideals, costs, bound)
+    value = float(dp[-1, -1])
     if not np.isfinite(value):
         raise UsageError(
             "no feasible contiguous split: some colocation group or unsupported node fits "
             "no device (check memory, supported nodes and the number of devices)"
         )
-    assignment, stages = _walk_back(prob, units, ideals, preds, back_t, back_j)
+    assignment, stages = _walk_back(prob, units, ideals, preds, dp, costs, bound)
     return value, assignment, stages
 
 
-def _ideal_sums(prob: PipelineProblem, units: _Units, ideals: Ideals):
-    """Per ideal: compute time and unsupported nodes per device class, and memory."""
-    ncls = len(prob.devices)
-    vals = np.zeros((units.count, 2 * ncls + 1))
-    for c, dc in enumerate(prob.devices):
-        np.add.at(vals[:, c], units.unit, np.where(dc.supported, dc.time, 0.0))
-        np.add.at(vals[:, ncls + c], units.unit, (~dc.supported).astype(np.float64))
-    np.add.at(vals[:, 2 * ncls], units.unit, prob.size)
-    agg = ideals.sums(vals)
-    return agg[:, :ncls], agg[:, ncls : 2 * ncls], agg[:, 2 * ncls]
+def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float) -> np.ndarray:
+    """``dp[s][I]`` over device states ``s`` and ideals ``I``.
+
+    ``dp[s][I] = min over transitions (p, c) of s: min(dp[p][I], min over J ⊂ I of
+    max(dp[p][J], load of a class-c device holding I \\ J))``: the device is left empty
+    or takes ``I \\ J``. ``dp[s]`` needs only states before ``s``, so a chunk of ideals
+    is done state by state, each state one pass over the chunk's pairs. Pairs slower than
+    ``bound`` are skipped: the values above ``bound`` may then be too high, never those
+    at or below it."""
+    S, m = len(preds), ideals.count
+    dp = np.full((S, m), np.inf)
+    dp[:, 0] = 0.0
+    for rows, counts, J in ideals.strict_pairs(CHUNK_PAIRS):
+        rows, counts, J, cost = costs.of(rows, counts, J, bound)
+        some = counts > 0
+        starts = np.concatenate([[0], np.cumsum(counts[:-1])])[some]
+        top = S if rows.max() == m - 1 else S - 1  # the last state only needs all nodes
+        below: dict[int, np.ndarray] = {}  # dp[p][J], gathered once per chunk
+        for s in range(1, top):
+            best = np.full(rows.size, np.inf)
+            for p, c in preds[s]:
+                if J.size:
+                    if p not in below:
+                        below[p] = dp[p][J]
+                    v = np.maximum(below[p], cost[c])
+                    best[some] = np.minimum(best[some], np.minimum.reduceat(v, starts))
+                np.minimum(best, dp[p][rows], out=best)
+            dp[s][rows] = best
+    return dp
 
 
-class _StageComm:
-    """Communication a device pays for holding ``I \\ J``, for one ideal ``I`` and all ``J``.
-
-    The hyperedge of node ``u`` is its unit plus its consumers' units, of cost
-    ``out_cost[u]``; a device set pays the cost iff the hyperedge is cut by it (meets the
-    set and leaves it). Per ideal, the hyperedges crossing it are precomputed.
-    """
-
-    def __init__(self, prob: PipelineProblem, units: _Units, ideals: Ideals) -> None:
-        m = ideals.count
-        hyper: dict[tuple, float] = {}
-        uu = units.unit
-        members: dict[int, set] = {}
-        for a, b in zip(prob.src.tolist(), prob.dst.tolist(), strict=True):
-            members.setdefault(a, {int(uu[a])}).add(int(uu[b]))
-        for a, mem in members.items():
-            if len(mem) > 1 and prob.out_cost[a] > 0:
-                key = tuple(sorted(mem))
-                hyper[key] = hyper.get(key, 0.0) + float(prob.out_cost[a])
-        edges = list(hyper.items())
-        self.emem = [np.array(mem, np.int64) for mem, _ in edges]
-        rows_all = np.arange(m)
-        cross_rows, cross_e = [], []
-        for e, mem in enumerate(self.emem):
-            cols = ideals.member(rows_all, mem)
-            r = np.flatnonzero(cols.any(axis=1) & ~cols.all(axis=1))
-            cross_rows.append(r)
-            cross_e.append(np.full(r.size, e))
-        self.ecost = np.array([c for _, c in edges]) if edges else np.zeros(0)
-        if edges:
-            cr, ce = np.concatenate(cross_rows), np.concatenate(cross_e)
-            order = np.argsort(cr, kind="stable")
-            cr, ce = cr[order], ce[order]
-        else:
-            cr = ce = np.zeros(0, np.int64)
-        self.ce = ce
-        self.cptr = np.searchsorted(cr, np.arange(m + 1))
-        ecost = self.ecost
-        self.out_i = np.bincount(cr, weights=ecost[ce], minlength=m) if cr.size else np.zeros(m)
-        self.ideals = ideals
-
-    def of(self, i: int, J: np.ndarray) -> np.ndarray:
-        """Out(J) + sum over hyperedges e crossing I of c_e * ([e ∩ I ⊄ J] - [e ∩ J ≠ ∅]);
-        exact for any J ⊆ I."""
-        comm = self.out_i[J].copy()
-        crossing = self.ce[self.cptr[i] : self.cptr[i + 1]]
-        if crossing.size:
-            # membership of the crossing hyperedges' units in I and in every J, at once
-            U = np.unique(np.concatenate([self.emem[e] for e in crossing]))
-            in_i = self.ideals.member(np.array([i]), U)[0]
-            in_j = self.ideals.member(J, U)
-            for e in crossing.tolist():
-                pos = np.searchsorted(U, self.emem[e])
-                leaves = ~in_j[:, pos[in_i[pos]]].all(axis=1)
-                meets = in_j[:, pos].any(axis=1)
-                comm += self.ecost[e] * (leaves.astype(np.float64) - meets)
-            comm = np.maximum(comm, 0.0)
-        return comm
-
-
-def _walk_back(prob, units: _Units, ideals: Ideals, preds, back_t, back_j):
-    """Walk back from (all devices, all nodes) to the empty ideal: assignment, stages."""
+def _walk_back(prob, units: _Units, ideals: Ideals, preds, dp, costs: StageCosts, bound):
+    """Walk back from (all devices, all nodes) to the empty ideal, re-deriving each step's
+    choice from ``dp``: assignment and stage devices."""
     stages_rev = []
     s, i = len(preds) - 1, ideals.count - 1
     while i != 0:
-        p, c = preds[s][back_t[s, i]]
-        j = int(back_j[s, i])
+        J = ideals.subideals_of(i)
+        _, _, J, cost = costs.of(np.array([i]), np.array([J.size]), J, bound)
+        best, step = np.inf, None
+        for p, c in preds[s] if J.size else ():
+            cand = np.maximum(dp[p][J], cost[c])
+            k = int(np.argmin(cand))
+            if cand[k] < best:
+                best, step = cand[k], (p, c, int(J[k]))
+        for p, c in preds[s]:
+            if dp[p][i] < best:  # leaving this device empty is strictly better
+                best, step = dp[p][i], (p, c, i)
+        p, c, j = step
         if j != i:
             stages_rev.append((s, c, i, j))
         s, i = p, j
     assignment = np.empty(prob.num_nodes, np.int64)
-    first = np.concatenate([[0], np.cumsum([dc.count for dc in prob.devices])])
+    members = prob.class_devices
     used = [0] * len(prob.devices)
     stages = []
     for s, c, i, j in reversed(stages_rev):
         if prob.ordered:
             dev = s - 1
         else:
-            dev = int(first[c]) + used[c]
+            dev = int(members[c][used[c]])
             used[c] += 1
-        mask = np.isin(units.unit, ideals.units_of(i, j))
-        assignment[mask] = dev
+        assignment[np.isin(units.unit, ideals.units_of(i, j))] = dev
         stages.append(dev)
     return assignment, tuple(stages)

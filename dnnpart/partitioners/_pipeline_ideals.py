@@ -1,104 +1,182 @@
 """Ideals of a DAG for the pipeline DP (Tarnawski et al., NeurIPS 2020, Section 4).
 
 An *ideal* is a downward-closed set of units (it holds every predecessor of its members).
-:func:`enumerate_ideals` lists them level by level with the covering links of their
-lattice; :class:`Ideals` stores them as rows of a bit matrix (or, linearised, as the
-prefixes of one topological order) and answers the DP's questions: which units an ideal
-holds, which ideals lie below another, and sums of unit values over each ideal.
+:func:`enumerate_ideals` lists them level by level (a level: the ideals of one size) with
+the covering links of their lattice; :class:`Ideals` stores them as rows of a bit matrix
+(or, linearised, as the prefixes of one topological order) and answers the DP's questions:
+which ideals lie strictly below each ideal (in chunks of pairs, vectorised), sums of unit
+values over each ideal, and which units a difference of two ideals holds.
+
+The sub-ideal relation is never stored whole: it is propagated one level at a time along
+the covering links as bitsets over rows (``J ⊂ I`` iff ``J`` is ``I`` or lies below a
+parent of ``I``), so memory stays at two levels of bitsets plus one chunk of pairs.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["Ideals", "enumerate_ideals"]
+
+_TEMP_BYTES = 64 << 20  # largest temporary bitset block built at once
+_KEEP_BYTES = 256 << 20  # sub-ideal bitsets kept between the count and the DP
+
+
+def _popcount(a: np.ndarray) -> np.ndarray:
+    """Set bits per row of a uint64 matrix."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(a).sum(axis=1, dtype=np.int64)
+    return np.unpackbits(a.view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)
 
 
 class Ideals:
     """Ideals as rows of a bit matrix, sorted by size; or prefixes of the unit order.
 
-    ``links`` (child row, parent row) are the lattice's covering pairs: the child is the
-    parent plus one unit. Sub-ideal sets are propagated along them as bitsets over rows.
+    ``links`` (child row, parent row), sorted by child, are the lattice's covering pairs:
+    the child is the parent plus one unit.
     """
 
     def __init__(self, nu: int, ints: list | None, links=None):
         self.nu = nu
         self.linear = ints is None
-        self.count = nu + 1 if self.linear else len(ints)
-        self.reach = None
-        if not self.linear:
-            w = max(1, (nu + 63) // 64)
-            raw = b"".join(x.to_bytes(8 * w, "little") for x in ints)
-            self.bits = np.frombuffer(raw, dtype="<u8").reshape(-1, w)
-            self.links = links
-
-    def member(self, rows: np.ndarray, units: np.ndarray) -> np.ndarray:
-        """Boolean matrix (len(rows), len(units)): is unit u in ideal row r?"""
-        rows, units = np.asarray(rows), np.asarray(units)
+        self.words = max(1, (nu + 63) // 64)
         if self.linear:  # prefix j holds units 0..j-1
-            return rows[:, None] > units[None, :]
-        words = self.bits[rows[:, None], units[None, :] >> 6]
-        return ((words >> (units & 63).astype(np.uint64)) & np.uint64(1)).astype(bool)
+            ints = [(1 << j) - 1 for j in range(nu + 1)]
+            rows = np.arange(1, nu + 1)
+            links = (rows, rows - 1)
+        self.count = len(ints)
+        raw = b"".join(x.to_bytes(8 * self.words, "little") for x in ints)
+        self.bits = np.frombuffer(raw, dtype="<u8").reshape(-1, self.words)
+        self.links = links
+        self._kept = None
+        # ideals are sorted by size: level L is rows level[L]..level[L+1]-1
+        size = _popcount(self.bits)
+        self.level = np.searchsorted(size, np.arange(nu + 2))
 
-    def count_pairs(self) -> int:
-        """Pairs J ⊆ I (J == I included); builds the sub-ideal bitsets on the way."""
+    # -- strict sub-ideals -----------------------------------------------------------------
+
+    def _reach_levels(self):
+        """Per level ``L >= 1``: ``(lo, hi, R)`` with ``R[r]`` the bitset (over rows below
+        ``lo``) of the strict sub-ideals of row ``lo + r``. Kept from the first pass when
+        all levels fit in :data:`_KEEP_BYTES`."""
+        if self._kept is not None:
+            yield from self._kept
+            return
+        kept, held = [], 0
+        for level in self._propagate():
+            held += level[2].nbytes
+            if kept is not None:
+                if held > _KEEP_BYTES:
+                    kept = None
+                else:
+                    kept.append(level)
+            yield level
+        self._kept = kept
+
+    def _propagate(self):
+        child, parent = self.links
+        prev = np.zeros((1, 0), np.uint64)  # level 0: the empty ideal, nothing below it
+        for L in range(1, self.nu + 1):
+            plo, lo, hi = (int(x) for x in self.level[L - 1 : L + 2])
+            words = (lo + 63) // 64
+            # a parent contributes its own sub-ideals and itself
+            full = np.zeros((lo - plo, words), np.uint64)
+            full[:, : prev.shape[1]] = prev
+            rows = np.arange(plo, lo)
+            bit = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
+            full[rows - plo, rows >> 6] |= bit
+            a, b = np.searchsorted(child, [lo, hi])
+            c, p = child[a:b] - lo, parent[a:b] - plo
+            R = np.zeros((hi - lo, words), np.uint64)
+            step = max(1, _TEMP_BYTES // (8 * words))
+            for start in range(0, c.size, step):  # a child split over two blocks: |= is fine
+                cc, pp = c[start : start + step], p[start : start + step]
+                first = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
+                R[cc[first]] |= np.bitwise_or.reduceat(full[pp], first, axis=0)
+            yield lo, hi, R
+            prev = R
+
+    def count_pairs(self, limit: int | None = None) -> int:
+        """Pairs ``J ⊆ I`` (``J == I`` included); stops early once past ``limit``."""
         m = self.count
         if self.linear:
             return m * (m + 1) // 2
-        child, parent = self.links
-        mw = (m + 63) // 64
-        reach = np.zeros((m, mw), np.uint64)
-        rows = np.arange(m)
-        reach[rows, rows >> 6] = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
-        # links are sorted by child and a parent row is always smaller than its child's;
-        # a chunk ends before its first parent that could be a child of the same chunk, so
-        # every parent is final when read. Splitting one child's links is harmless (|=).
-        step = max(1, 4_000_000 // mw)
-        lo = 0
-        while lo < child.size:
-            hi = min(child.size, lo + step)
-            late = np.flatnonzero(parent[lo:hi] >= child[lo])
-            if late.size:
-                hi = lo + int(late[0])
-            c, p = child[lo:hi], parent[lo:hi]
-            starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-            reach[c[starts]] |= np.bitwise_or.reduceat(reach[p], starts, axis=0)
-            lo = hi
-        self.reach = reach
-        if hasattr(np, "bitwise_count"):
-            return int(np.bitwise_count(reach).sum(dtype=np.int64))
-        return int(
-            sum(
-                np.unpackbits(reach[i : i + 4096].view(np.uint8)).sum(dtype=np.int64)
-                for i in range(0, m, 4096)
-            )
-        )
+        total = m
+        for _, _, R in self._reach_levels():
+            total += int(_popcount(R).sum())
+            if limit is not None and total > limit:
+                break
+        return total
 
-    def subideals(self, i: int) -> np.ndarray:
-        """Rows J ⊆ I, ascending (I itself last: no other subset is as large)."""
+    def strict_pairs(self, max_pairs: int):
+        """Chunks ``(rows, counts, J)`` covering every pair ``J ⊂ I`` of rows ``I >= 1``:
+        row ``rows[r]`` has the ``counts[r]`` sub-ideals next in ``J`` (ascending). A chunk
+        holds about ``max_pairs`` pairs (more only when one ideal has more)."""
         if self.linear:
-            return np.arange(i + 1)
-        bits = np.unpackbits(self.reach[i].view(np.uint8), bitorder="little")
-        return np.flatnonzero(bits)
+            lo = 1
+            while lo < self.count:
+                # rows lo..hi-1 hold (lo + hi - 1) * (hi - lo) / 2 pairs
+                hi = lo + 1
+                while hi < self.count and (lo + hi) * (hi + 1 - lo) // 2 <= max_pairs:
+                    hi += 1
+                rows = np.arange(lo, hi)
+                J = np.concatenate([np.arange(r) for r in rows])
+                yield rows, rows.copy(), J
+                lo = hi
+            return
+        buf_rows, buf_counts, buf_j, held = [], [], [], 0
+        for lo, hi, R in self._reach_levels():
+            step = max(1, min(hi - lo, _TEMP_BYTES // max(1, lo)))
+            for r0 in range(0, hi - lo, step):
+                block = R[r0 : r0 + step]
+                bits = np.unpackbits(block.view(np.uint8), axis=1, bitorder="little", count=lo)
+                counts = _popcount(block)
+                # flat positions minus each row's start: no division per pair
+                J = np.flatnonzero(bits.view(bool)) - np.repeat(
+                    np.arange(0, lo * len(block), lo), counts
+                )
+                buf_rows.append(np.arange(lo + r0, lo + r0 + len(block)))
+                buf_counts.append(counts)
+                buf_j.append(J)
+                held += J.size
+                if held >= max_pairs:
+                    yield _joined(buf_rows, buf_counts, buf_j)
+                    buf_rows, buf_counts, buf_j, held = [], [], [], 0
+        if buf_rows:
+            yield _joined(buf_rows, buf_counts, buf_j)
 
-    def sums(self, vals: np.ndarray) -> np.ndarray:
-        """``vals`` (nu, q) summed over each ideal -> (count, q)."""
+    def subideals_of(self, i: int) -> np.ndarray:
+        """Rows ``J ⊂ I`` (strict), ascending."""
         if self.linear:
-            return np.vstack([np.zeros((1, vals.shape[1])), np.cumsum(vals, axis=0)])
+            return np.arange(i)
+        below = self.bits[: self.level[np.searchsorted(self.level, i, side="right") - 1]]
+        return np.flatnonzero(((below & ~self.bits[i]) == 0).all(axis=1))
+
+    # -- values over ideals ----------------------------------------------------------------
+
+    def sums(self, vals) -> np.ndarray:
+        """``vals`` (nu, q), dense or sparse, summed over each ideal -> (count, q)."""
         out = np.empty((self.count, vals.shape[1]))
-        for lo in range(0, self.count, 4096):
+        step = max(1, _TEMP_BYTES // (8 * max(1, self.nu)))
+        for lo in range(0, self.count, step):
             chunk = np.unpackbits(
-                self.bits[lo : lo + 4096].view(np.uint8), axis=1, bitorder="little"
-            )[:, : self.nu]
-            out[lo : lo + 4096] = chunk @ vals
+                self.bits[lo : lo + step].view(np.uint8), axis=1, bitorder="little", count=self.nu
+            )
+            if sp.issparse(vals):
+                out[lo : lo + step] = (vals.T @ chunk.T.astype(np.float64)).T
+            else:
+                out[lo : lo + step] = chunk @ vals
         return out
 
     def units_of(self, i: int, j: int) -> np.ndarray:
-        if self.linear:
-            return np.arange(j, i)
+        """Units of ``I \\ J``."""
         diff = self.bits[i] & ~self.bits[j]
-        bits = np.unpackbits(diff.view(np.uint8), bitorder="little")[: self.nu]
-        return np.flatnonzero(bits)
+        return np.flatnonzero(np.unpackbits(diff.view(np.uint8), bitorder="little")[: self.nu])
+
+
+def _joined(rows, counts, js):
+    return np.concatenate(rows), np.concatenate(counts), np.concatenate(js)
 
 
 def enumerate_ideals(units, cap: int):

@@ -9,11 +9,12 @@ node ``u`` on it whose output goes to another device and once for every node ``u
 elsewhere whose output it receives. The answer is the largest load; memory per device,
 colocation groups (the paper's colour classes) and per-node support must hold.
 
-Two settings share the model: identical devices in classes, any order (the paper's
-accelerators plus CPU cores, :func:`tarnawski_problem`), and a fixed sequence of possibly
-heterogeneous devices (layer graphs of ONNX models on a device file,
-:func:`heterogeneous_problem`). The dynamic program that minimises max-load over contiguous
-splits is :mod:`dnnpart.partitioners._pipeline_dp`; scoring uses :func:`max_load` alone.
+Two settings share the model: classes of identical devices in any order (the paper's
+accelerators plus CPU cores, :func:`tarnawski_problem`; the devices of an ONNX model's
+device file, grouped by speed and memory, :func:`heterogeneous_problem`), and a fixed
+sequence of possibly heterogeneous devices (``ordered=True``). The dynamic program that
+minimises max-load over contiguous splits is :mod:`dnnpart.partitioners._pipeline_dp`;
+scoring uses :func:`max_load` alone.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class DeviceClass:
         The paper's CPUs do not pay for communication; accelerators do.
     supported : ndarray of bool, shape (n,), optional
         Nodes this class can run (default: all).
+    ids : tuple of int, optional
+        The numbers of this class's devices in assignments (default: classes numbered one
+        after another, see :class:`PipelineProblem`).
     """
 
     name: str
@@ -66,14 +70,16 @@ class DeviceClass:
     memory: float = np.inf
     pays_communication: bool = True
     supported: np.ndarray | None = None
+    ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class PipelineProblem:
     """Nodes, edges, transfer costs and devices of a pipeline placement.
 
-    Devices are numbered by expanding ``devices`` in order: class 0's devices first.
-    Assignments map each node to such a device index.
+    Devices are numbered by expanding ``devices`` in order (class 0's devices first), or by
+    the classes' ``ids`` when every class gives them. Assignments map each node to such a
+    device index.
 
     Parameters
     ----------
@@ -149,20 +155,39 @@ class PipelineProblem:
                     float(dc.memory),
                     bool(dc.pays_communication),
                     sup,
+                    None if dc.ids is None else tuple(int(d) for d in dc.ids),
                 )
             )
         object.__setattr__(self, "devices", tuple(fixed))
         if self.num_devices == 0:
             raise UsageError("the device classes hold no device")
+        given = [dc.ids for dc in fixed]
+        if any(g is not None for g in given) and (
+            any(g is None or len(g) != dc.count for g, dc in zip(given, fixed, strict=True))
+            or sorted(d for g in given for d in g) != list(range(self.num_devices))
+        ):
+            raise UsageError("device class ids must number every device 0..K-1 once")
 
     @property
     def num_devices(self) -> int:
         return sum(dc.count for dc in self.devices)
 
     @property
+    def class_devices(self) -> list[np.ndarray]:
+        """The device numbers of every class."""
+        first = np.cumsum([0] + [dc.count for dc in self.devices])
+        return [
+            np.arange(first[c], first[c + 1]) if dc.ids is None else np.array(dc.ids, np.int64)
+            for c, dc in enumerate(self.devices)
+        ]
+
+    @property
     def device_class(self) -> np.ndarray:
         """Class index of every device, shape (K,)."""
-        return np.repeat(np.arange(len(self.devices)), [dc.count for dc in self.devices])
+        cls = np.empty(self.num_devices, np.int64)
+        for c, ids in enumerate(self.class_devices):
+            cls[ids] = c
+        return cls
 
 
 def _nonneg(a, n, what, default=None, allow_inf=False):
@@ -228,8 +253,15 @@ def heterogeneous_problem(
     group=None,
     pays_communication=None,
     names=None,
+    ordered=False,
 ) -> PipelineProblem:
-    """A fixed sequence of ``k`` possibly different devices (``ordered=True``).
+    """``k`` possibly different devices; the pipeline chooses which device takes which stage.
+
+    Devices with the same times, memory and communication are interchangeable: they form
+    one :class:`DeviceClass` (keeping their numbers as ``ids``), and the DP searches how
+    many devices of each class a pipeline prefix uses, so every order of the devices is
+    considered. ``ordered=True`` instead fixes the sequence: stage ``i`` runs on a device
+    numbered below stage ``i + 1``'s.
 
     Parameters
     ----------
@@ -241,6 +273,8 @@ def heterogeneous_problem(
     size, group : see :class:`PipelineProblem`
     pays_communication : array of bool, shape (k,), optional (default all true)
     names : sequence of str, optional
+    ordered : bool
+        Keep the devices in their given order.
     """
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 2:
@@ -251,10 +285,22 @@ def heterogeneous_problem(
     names = [f"device{d}" for d in range(k)] if names is None else list(names)
     if memory.shape != (k,) or pays.shape != (k,) or len(names) != k:
         raise UsageError("memory, pays_communication and names need one entry per device")
+    classes: dict[tuple, list[int]] = {}
+    for d in range(k):
+        key = (d,) if ordered else (times[d].tobytes(), float(memory[d]), bool(pays[d]))
+        classes.setdefault(key, []).append(d)
     devs = tuple(
-        DeviceClass(names[d], 1, times[d], float(memory[d]), bool(pays[d])) for d in range(k)
+        DeviceClass(
+            "+".join(names[d] for d in ids),
+            len(ids),
+            times[ids[0]],
+            float(memory[ids[0]]),
+            bool(pays[ids[0]]),
+            ids=None if ordered else tuple(ids),
+        )
+        for ids in classes.values()
     )
-    return PipelineProblem(src, dst, out_cost, devs, size=size, group=group, ordered=True)
+    return PipelineProblem(src, dst, out_cost, devs, size=size, group=group, ordered=ordered)
 
 
 def as_pipeline_problem(p, num_accelerators=None, num_cpus=None) -> PipelineProblem:

@@ -215,7 +215,8 @@ def test_random_dags_against_brute_force(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_heterogeneous_ordered_devices_against_brute_force(seed):
+@pytest.mark.parametrize("ordered", [True, False])
+def test_heterogeneous_devices_against_brute_force(seed, ordered):
     rng = np.random.default_rng(100 + seed)
     src, dst = RESIDUAL if seed % 2 else ([0, 0, 1, 2, 3], [1, 2, 3, 3, 4])
     n = 5
@@ -228,10 +229,11 @@ def test_heterogeneous_ordered_devices_against_brute_force(seed):
         rng.integers(0, 4, n) / 2.0,
         memory=[4, 3, 9],
         size=rng.integers(0, 3, n).astype(float),
+        ordered=ordered,
     )
     res = assert_dp_matches_brute_force(prob)
-    # stages follow the device sequence
-    assert list(res.stages) == sorted(res.stages)
+    if ordered:  # stages follow the device sequence
+        assert list(res.stages) == sorted(res.stages)
 
 
 def test_heterogeneous_devices_in_any_order_against_brute_force():
