@@ -19,10 +19,21 @@ goes forward (an acyclic quotient graph; each device's set is then contiguous).
 
 Both settings run through the same DP; only the device states differ:
 
-* identical devices in classes, any order (``ordered=False``; the paper's accelerators plus
-  CPU cores): a state counts the devices used per class;
-* a fixed sequence of possibly heterogeneous devices (``ordered=True``; layer graphs of ONNX
-  models on a device file): a state is the number of devices of the sequence used.
+* classes of identical devices, any order (``ordered=False``; the paper's accelerators plus
+  CPU cores, or an ONNX model's device file grouped by speed and memory): a state counts
+  the devices used per class, so the DP also chooses which device takes which stage;
+* a fixed sequence of possibly heterogeneous devices (``ordered=True``): a state is the
+  number of devices of the sequence used. Classes whose states times pairs exceed the
+  budget fall back to it, in device-number order, with a note.
+
+At scale (the paper's profiled GNMT graph has about 18,000 ideals): the sub-ideal relation
+is produced in chunks of pairs (:mod:`._pipeline_ideals`), the load of every stage
+``I \\ J`` of a chunk is computed at once from per-ideal sums and the hyperedges crossing
+``I`` (:mod:`._pipeline_costs`), and each device state is one vectorised pass over the
+chunk.
+The DP over one topological order's prefixes runs first; its value bounds the optimum, so
+stages whose compute time alone exceeds it are dropped before any communication is
+computed (exact: the optimum never uses them).
 
 Colocation groups are contracted first and groups on a common cycle fused (a contiguous
 split cannot separate them). Training graphs follow the paper: ideals are taken in the
@@ -31,7 +42,8 @@ by its mirrored backward edges. When the ideals exceed ``max_ideals``, the DP fa
 the prefixes of one topological order (PipeDream's linearisation) and says so (a note).
 
 The cost model (devices, loads, max-load) is :mod:`dnnpart.problem._pipeline`; the ideals
-:mod:`._pipeline_ideals`; the non-contiguous local search :mod:`._pipeline_refine`.
+:mod:`._pipeline_ideals`; the stage loads :mod:`._pipeline_costs`; the non-contiguous local
+search :mod:`._pipeline_refine`.
 """
 
 from __future__ import annotations
@@ -314,14 +326,15 @@ def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float) -> np.nd
         starts = np.concatenate([[0], np.cumsum(counts[:-1])])[some]
         top = S if rows.max() == m - 1 else S - 1  # the last state only needs all nodes
         below: dict[int, np.ndarray] = {}  # dp[p][J], gathered once per chunk
+        buf = np.empty(J.size)
         for s in range(1, top):
             best = np.full(rows.size, np.inf)
             for p, c in preds[s]:
                 if J.size:
                     if p not in below:
                         below[p] = dp[p][J]
-                    v = np.maximum(below[p], cost[c])
-                    best[some] = np.minimum(best[some], np.minimum.reduceat(v, starts))
+                    np.maximum(below[p], cost[c], out=buf)
+                    best[some] = np.minimum(best[some], np.minimum.reduceat(buf, starts))
                 np.minimum(best, dp[p][rows], out=best)
             dp[s][rows] = best
     return dp

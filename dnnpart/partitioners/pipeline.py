@@ -12,7 +12,8 @@ The cost model is :func:`dnnpart.problem.pipeline_problem_of`: on a profiled gra
 (:attr:`Problem.profile`) the devices are the file's accelerators and CPU cores (or ``-k``
 accelerators) and the objective is exactly the paper's max-load; on an ONNX model,
 compute time is ``2 * MACs / speed`` per device, a layer's output costs
-``latency + bytes / bandwidth`` to send, and memory is the device's.
+``latency + bytes / bandwidth`` to send, and memory is the device's; devices of equal
+speed and memory are interchangeable, and the DP chooses which device takes which stage.
 """
 
 from __future__ import annotations
