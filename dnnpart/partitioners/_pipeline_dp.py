@@ -224,8 +224,9 @@ def pipeline_dp(
         Past this many ideals, search only prefixes of one topological order (a note says
         so, :func:`dnnpart._notes.note`, and ``result.linearized`` is set).
     max_pairs : int
-        Budget of (ideal, sub-ideal) pairs; exceeding it also linearises, and a linear
-        problem past it raises :class:`ResourceLimitError`.
+        Budget of (ideal, sub-ideal) pairs, estimated before the search (exact up to a
+        few thousand ideals); exceeding it also linearises, and a linear problem past it
+        raises :class:`ResourceLimitError`. ``result.num_pairs`` is the exact count.
     linearize : bool
         Search prefixes of a topological order from the start.
 
@@ -250,13 +251,15 @@ def pipeline_dp(
             message = f"more than {max_ideals} ideals"
         else:
             ideals = Ideals(units.count, *found)
-            pairs = ideals.count_pairs(max_pairs)
+            pairs = ideals.estimate_pairs()
             if pairs > max_pairs:
-                message = f"{ideals.count} ideals with more than {max_pairs} nested pairs"
+                message = (
+                    f"{ideals.count} ideals with about {pairs} nested pairs (limit {max_pairs})"
+                )
                 ideals = None
     if ideals is None:
         ideals = Ideals(units.count, None)
-        pairs = ideals.count_pairs()
+        pairs = ideals.estimate_pairs()
         if pairs > max_pairs:
             raise ResourceLimitError(
                 f"{units.count} units need {pairs} ideal pairs even when linearised "
@@ -269,7 +272,7 @@ def pipeline_dp(
             )
             note(message)
     prob = _searchable(prob, pairs)
-    value, assignment, stages = _run_dp(prob, units, ideals)
+    value, assignment, stages, pairs = _run_dp(prob, units, ideals)
     loads = device_loads(prob, assignment).total
     return PipelineResult(
         assignment,
@@ -286,7 +289,7 @@ def pipeline_dp(
 
 
 def _run_dp(prob: PipelineProblem, units: _Units, ideals: Ideals):
-    """The best split's value, assignment and stage devices.
+    """The best split's value, assignment, stage devices and the number of pairs.
 
     On a lattice larger than one order's prefixes, the DP over those prefixes runs first:
     its value bounds the optimum, so stages slower than it are never considered."""
@@ -294,10 +297,10 @@ def _run_dp(prob: PipelineProblem, units: _Units, ideals: Ideals):
     bound = np.inf
     if not ideals.linear and ideals.count > units.count + 1:
         prefixes = Ideals(units.count, None)
-        dp = _fill(prob, preds, prefixes, StageCosts(prob, units.unit, prefixes), np.inf)
+        dp, _ = _fill(prob, preds, prefixes, StageCosts(prob, units.unit, prefixes), np.inf)
         bound = dp[-1, -1] * (1 + 1e-9)  # sums over other ideals may round differently
     costs = StageCosts(prob, units.unit, ideals)
-    dp = _fill(prob, preds, ideals, costs, bound)
+    dp, pairs = _fill(prob, preds, ideals, costs, bound)
     value = float(dp[-1, -1])
     if not np.isfinite(value):
         raise UsageError(
@@ -305,11 +308,11 @@ def _run_dp(prob: PipelineProblem, units: _Units, ideals: Ideals):
             "no device (check memory, supported nodes and the number of devices)"
         )
     assignment, stages = _walk_back(prob, units, ideals, preds, dp, costs, bound)
-    return value, assignment, stages
+    return value, assignment, stages, pairs
 
 
-def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float) -> np.ndarray:
-    """``dp[s][I]`` over device states ``s`` and ideals ``I``.
+def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float):
+    """``dp[s][I]`` over device states ``s`` and ideals ``I``, and the pairs ``J ⊆ I``.
 
     ``dp[s][I] = min over transitions (p, c) of s: min(dp[p][I], min over J ⊂ I of
     max(dp[p][J], load of a class-c device holding I \\ J))``: the device is left empty
@@ -320,7 +323,9 @@ def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float) -> np.nd
     S, m = len(preds), ideals.count
     dp = np.full((S, m), np.inf)
     dp[:, 0] = 0.0
+    pairs = m  # J == I
     for rows, counts, J in ideals.strict_pairs(CHUNK_PAIRS):
+        pairs += J.size
         rows, counts, J, cost = costs.of(rows, counts, J, bound)
         some = counts > 0
         starts = np.concatenate([[0], np.cumsum(counts[:-1])])[some]
@@ -337,7 +342,7 @@ def _fill(prob, preds, ideals: Ideals, costs: StageCosts, bound: float) -> np.nd
                     best[some] = np.minimum(best[some], np.minimum.reduceat(buf, starts))
                 np.minimum(best, dp[p][rows], out=best)
             dp[s][rows] = best
-    return dp
+    return dp, pairs
 
 
 def _walk_back(prob, units: _Units, ideals: Ideals, preds, dp, costs: StageCosts, bound):

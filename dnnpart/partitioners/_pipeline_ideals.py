@@ -20,7 +20,6 @@ import scipy.sparse as sp
 __all__ = ["Ideals", "enumerate_ideals"]
 
 _TEMP_BYTES = 64 << 20  # largest temporary bitset block built at once
-_KEEP_BYTES = 256 << 20  # sub-ideal bitsets kept between the count and the DP
 
 
 def _popcount(a: np.ndarray) -> np.ndarray:
@@ -49,7 +48,6 @@ class Ideals:
         raw = b"".join(x.to_bytes(8 * self.words, "little") for x in ints)
         self.bits = np.frombuffer(raw, dtype="<u8").reshape(-1, self.words)
         self.links = links
-        self._kept = None
         # ideals are sorted by size: level L is rows level[L]..level[L+1]-1
         size = _popcount(self.bits)
         self.level = np.searchsorted(size, np.arange(nu + 2))
@@ -58,23 +56,7 @@ class Ideals:
 
     def _reach_levels(self):
         """Per level ``L >= 1``: ``(lo, hi, R)`` with ``R[r]`` the bitset (over rows below
-        ``lo``) of the strict sub-ideals of row ``lo + r``. Kept from the first pass when
-        all levels fit in :data:`_KEEP_BYTES`."""
-        if self._kept is not None:
-            yield from self._kept
-            return
-        kept, held = [], 0
-        for level in self._propagate():
-            held += level[2].nbytes
-            if kept is not None:
-                if held > _KEEP_BYTES:
-                    kept = None
-                else:
-                    kept.append(level)
-            yield level
-        self._kept = kept
-
-    def _propagate(self):
+        ``lo``) of the strict sub-ideals of row ``lo + r``."""
         child, parent = self.links
         prev = np.zeros((1, 0), np.uint64)  # level 0: the empty ideal, nothing below it
         for L in range(1, self.nu + 1):
@@ -88,26 +70,38 @@ class Ideals:
             full[rows - plo, rows >> 6] |= bit
             a, b = np.searchsorted(child, [lo, hi])
             c, p = child[a:b] - lo, parent[a:b] - plo
+            # the j-th parent of every child at once (children are distinct within a slot)
+            first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+            slot = np.arange(c.size) - np.repeat(first, np.diff(np.r_[first, c.size]))
+            order = np.argsort(slot, kind="stable")
+            bounds = np.searchsorted(slot[order], np.arange(int(slot.max(initial=-1)) + 2))
             R = np.zeros((hi - lo, words), np.uint64)
             step = max(1, _TEMP_BYTES // (8 * words))
-            for start in range(0, c.size, step):  # a child split over two blocks: |= is fine
-                cc, pp = c[start : start + step], p[start : start + step]
-                first = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
-                R[cc[first]] |= np.bitwise_or.reduceat(full[pp], first, axis=0)
+            for j in range(bounds.size - 1):
+                for s0 in range(int(bounds[j]), int(bounds[j + 1]), step):
+                    pick = order[s0 : min(s0 + step, int(bounds[j + 1]))]
+                    R[c[pick]] |= full[p[pick]]
             yield lo, hi, R
             prev = R
 
-    def count_pairs(self, limit: int | None = None) -> int:
-        """Pairs ``J ⊆ I`` (``J == I`` included); stops early once past ``limit``."""
+    def estimate_pairs(self, samples: int = 2048) -> int:
+        """Pairs ``J ⊆ I`` (``J == I`` included): exact up to ``samples`` ideals, else
+        from about ``samples`` rows spread over the levels, each level weighted by its
+        size (no sub-ideal bitsets built)."""
         m = self.count
         if self.linear:
             return m * (m + 1) // 2
-        total = m
-        for _, _, R in self._reach_levels():
-            total += int(_popcount(R).sum())
-            if limit is not None and total > limit:
-                break
-        return total
+        total = 0.0
+        for L in range(self.nu + 1):
+            lo, hi = int(self.level[L]), int(self.level[L + 1])
+            if hi == lo:
+                continue
+            k = hi - lo if m <= samples else max(1, min(hi - lo, samples * (hi - lo) // m))
+            picked = lo + (np.arange(k) * (hi - lo)) // k
+            below = self.bits[:lo]
+            subs = [int(((below & ~self.bits[i]) == 0).all(axis=1).sum()) for i in picked]
+            total += (hi - lo) * (1 + float(np.mean(subs)))
+        return int(round(total))
 
     def strict_pairs(self, max_pairs: int):
         """Chunks ``(rows, counts, J)`` covering every pair ``J ⊂ I`` of rows ``I >= 1``:

@@ -68,7 +68,8 @@ def test_pair_chunks_list_every_nested_pair_once(seed):
             if a != b and b & ~a == 0:
                 want.add((a, b))
     assert got == want
-    assert ideals.count_pairs() == len(want) + len(sets)
+    assert ideals.estimate_pairs() == len(want) + len(sets)  # exact on small lattices
+    assert 0.5 < ideals.estimate_pairs(samples=20) / (len(want) + len(sets)) < 2
     for i in range(ideals.count):
         subs = {as_int[j] for j in ideals.subideals_of(i)}
         assert subs == {b for (a, b) in want if a == as_int[i]}
@@ -181,7 +182,7 @@ def test_fallback_only_past_the_cap_and_with_its_note():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not pipeline_dp(prob).linearized
-    with pytest.warns(DnnpartNote, match="more than 100 nested pairs"):
+    with pytest.warns(DnnpartNote, match=r"2049 ideals with about \d+ nested pairs \(limit 100\)"):
         res = pipeline_dp(prob, max_pairs=100)
     assert res.linearized
 
