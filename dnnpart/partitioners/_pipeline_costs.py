@@ -72,8 +72,9 @@ class StageCosts:
         small = esize.max(initial=0) < 256
         count = np.rint(ideals.sums(inc)).astype(np.uint8 if small else np.int32)
         cross = (count > 0) & (count < esize)
-        self.H = H
-        self.count = count.ravel()  # n_K(e) at K * H + e
+        self.H, self.m = H, ideals.count
+        self.count = np.ascontiguousarray(count.T).ravel()  # n_K(e) at e * m + K
+        self.top = int(esize.max(initial=0))  # n_K(e) <= top
         self.out = cross @ ecost if H else np.zeros(ideals.count)
         r, e = np.nonzero(cross)  # row-major: grouped by ideal
         self.xptr = np.searchsorted(r, np.arange(ideals.count + 1))
@@ -123,17 +124,16 @@ class StageCosts:
         comm = self.out[J]
         if not self.H or not x.size or x[0] == 0:
             return comm
-        rep = np.repeat(np.arange(rows.size), counts)
-        JH = J * self.H
         pos = self.xptr[rows]
+        width = self.top + 1
+        n = np.arange(width)
         for k in range(int(x[0])):
             r = int(np.count_nonzero(x > k))
             q = int(offs[r])
             sel = pos[:r] + k
-            rr = rep[:q]
-            e = self.xe[sel][rr]
-            n_j = self.count[JH[:q] + e]
-            n_i = self.xn[sel][rr]
-            sign = (n_j != n_i).view(np.int8) - (n_j > 0).view(np.int8)
-            comm[:q] += self.xc[sel][rr] * sign
+            # per row, the correction for every possible n_J(e): +c at 0, -c at n_I(e)
+            n_i = self.xn[sel].astype(np.int64)[:, None]
+            table = self.xc[sel][:, None] * ((n != n_i).astype(np.int8) - (n > 0))
+            n_j = self.count[np.repeat(self.xe[sel] * self.m, counts[:r]) + J[:q]]
+            comm[:q] += table.ravel()[np.repeat(np.arange(0, r * width, width), counts[:r]) + n_j]
         return np.maximum(comm, 0.0, out=comm)
