@@ -69,17 +69,25 @@ class StageCosts:
         rows = np.concatenate([np.array(k, np.int64) for k in hyper]) if H else np.zeros(0, int)
         cols = np.repeat(np.arange(H), esize)
         inc = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(ideals.nu, H))
-        small = esize.max(initial=0) < 256
-        count = np.rint(ideals.sums(inc)).astype(np.uint8 if small else np.int32)
-        cross = (count > 0) & (count < esize)
-        self.H, self.m = H, ideals.count
-        self.count = np.ascontiguousarray(count.T).ravel()  # n_K(e) at e * m + K
-        self.top = int(esize.max(initial=0))  # n_K(e) <= top
-        self.out = cross @ ecost if H else np.zeros(ideals.count)
-        r, e = np.nonzero(cross)  # row-major: grouped by ideal
-        self.xptr = np.searchsorted(r, np.arange(ideals.count + 1))
-        self.xe = e.astype(np.int64)
-        self.xn = count[r, e]
+        m = self.m = ideals.count
+        self.H, self.top = H, int(esize.max(initial=0))  # n_K(e) <= top
+        count = np.empty((H, m), np.uint8 if self.top < 256 else np.int32)
+        self.out = np.zeros(m)
+        xr, xe = [], []
+        step = max(1, (64 << 20) // (8 * max(1, H)))  # rows of float sums at once
+        for lo in range(0, m, step):
+            block = np.rint(ideals.sums(inc, lo, min(m, lo + step)))
+            count[:, lo : lo + step] = block.T
+            cross = (block > 0) & (block < esize)
+            self.out[lo : lo + step] = cross @ ecost
+            r, e = np.nonzero(cross)  # row-major: grouped by ideal
+            xr.append(r + lo)
+            xe.append(e)
+        r, e = np.concatenate(xr), np.concatenate(xe).astype(np.int64)
+        self.count = count.ravel()  # n_K(e) at e * m + K
+        self.xptr = np.searchsorted(r, np.arange(m + 1))
+        self.xe = e
+        self.xn = count[e, r]
         self.xc = ecost[e]
 
     def of(self, rows: np.ndarray, counts: np.ndarray, J: np.ndarray, bound=np.inf):

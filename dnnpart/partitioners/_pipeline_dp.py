@@ -250,7 +250,8 @@ def pipeline_dp(
         if found is None:
             message = f"more than {max_ideals} ideals"
         else:
-            ideals = Ideals(units.count, *found)
+            chain = len(found[0]) == units.count + 1  # one order: its prefixes, simpler
+            ideals = Ideals(units.count, *(None, None) if chain else found)
             pairs = ideals.estimate_pairs()
             if pairs > max_pairs:
                 message = (
@@ -283,7 +284,7 @@ def pipeline_dp(
         units.count,
         ideals.count,
         pairs,
-        ideals.linear,
+        ideals.linear and (linearize or bool(message)),
         message,
     )
 

@@ -86,22 +86,18 @@ class Ideals:
 
     def estimate_pairs(self, samples: int = 2048) -> int:
         """Pairs ``J ⊆ I`` (``J == I`` included): exact up to ``samples`` ideals, else
-        from about ``samples`` rows spread over the levels, each level weighted by its
-        size (no sub-ideal bitsets built)."""
+        ``count`` times the mean over ``samples`` evenly spaced rows (the rows are sorted
+        by size, so every level is sampled in proportion); no sub-ideal bitsets built."""
         m = self.count
         if self.linear:
             return m * (m + 1) // 2
-        total = 0.0
-        for L in range(self.nu + 1):
-            lo, hi = int(self.level[L]), int(self.level[L + 1])
-            if hi == lo:
-                continue
-            k = hi - lo if m <= samples else max(1, min(hi - lo, samples * (hi - lo) // m))
-            picked = lo + (np.arange(k) * (hi - lo)) // k
-            below = self.bits[:lo]
-            subs = [int(((below & ~self.bits[i]) == 0).all(axis=1).sum()) for i in picked]
-            total += (hi - lo) * (1 + float(np.mean(subs)))
-        return int(round(total))
+        picked = (np.arange(min(m, samples)) * m) // min(m, samples)
+        level_start = self.level[np.searchsorted(self.level, picked, side="right") - 1]
+        subs = [
+            1 + int(((self.bits[:lo] & ~self.bits[i]) == 0).all(axis=1).sum())
+            for i, lo in zip(picked.tolist(), level_start.tolist(), strict=True)
+        ]
+        return int(round(m * float(np.mean(subs))))
 
     def strict_pairs(self, max_pairs: int):
         """Chunks ``(rows, counts, J)`` covering every pair ``J ⊂ I`` of rows ``I >= 1``:
@@ -149,18 +145,21 @@ class Ideals:
 
     # -- values over ideals ----------------------------------------------------------------
 
-    def sums(self, vals) -> np.ndarray:
-        """``vals`` (nu, q), dense or sparse, summed over each ideal -> (count, q)."""
-        out = np.empty((self.count, vals.shape[1]))
+    def sums(self, vals, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``vals`` (nu, q), dense or sparse, summed over ideals ``start..stop-1`` (all by
+        default) -> (rows, q)."""
+        stop = self.count if stop is None else stop
+        out = np.empty((stop - start, vals.shape[1]))
         step = max(1, _TEMP_BYTES // (8 * max(1, self.nu)))
-        for lo in range(0, self.count, step):
+        for lo in range(start, stop, step):
+            hi = min(stop, lo + step)
             chunk = np.unpackbits(
-                self.bits[lo : lo + step].view(np.uint8), axis=1, bitorder="little", count=self.nu
+                self.bits[lo:hi].view(np.uint8), axis=1, bitorder="little", count=self.nu
             )
             if sp.issparse(vals):
-                out[lo : lo + step] = (vals.T @ chunk.T.astype(np.float64)).T
+                out[lo - start : hi - start] = (vals.T @ chunk.T.astype(np.float64)).T
             else:
-                out[lo : lo + step] = chunk @ vals
+                out[lo - start : hi - start] = chunk @ vals
         return out
 
     def units_of(self, i: int, j: int) -> np.ndarray:
