@@ -18,6 +18,7 @@ from test_pipeline_dp import assert_dp_matches_brute_force, tarnawski_like
 
 import dnnpart.partitioners._pipeline_dp as pdp
 from dnnpart._notes import DnnpartNote
+from dnnpart.errors import UsageError
 from dnnpart.partitioners._pipeline_dp import _build_units, pipeline_dp
 from dnnpart.partitioners._pipeline_ideals import Ideals, enumerate_ideals
 from dnnpart.problem import DeviceClass, PipelineProblem, device_loads, heterogeneous_problem
@@ -259,5 +260,5 @@ def test_too_many_device_states_keep_the_given_order(monkeypatch):
 def test_class_ids_must_number_every_device():
     t = np.ones(2)
     devs = (DeviceClass("a", 1, t, ids=(0,)), DeviceClass("b", 1, t, ids=(0,)))
-    with pytest.raises(Exception, match="ids"):
+    with pytest.raises(UsageError, match="ids"):
         PipelineProblem(np.array([0]), np.array([1]), np.zeros(2), devs)
