@@ -88,13 +88,14 @@ def load_onnx(
         declared_inputs(proto.graph), input_shapes, dims, sample_shapes
     )
     warnings.extend(notes)
-    shapes = _infer_shapes(proto, warnings, concrete)
+    trips: dict[str, int] = {}
+    shapes = _infer_shapes(proto, warnings, concrete, trips)
 
     # 4. onnx-ir model, kept for exporters (external tensors stay lazy)
     model = _deserialize(proto, base_dir, path)
 
     # 5. layers
-    builder = _Builder(proto, model, shapes, external, warnings, strict)
+    builder = _Builder(proto, model, shapes, external, warnings, strict, trips)
     layers = builder.build(progress)
     init_names = {t.name for t in proto.graph.initializer}
     inputs = [builder.info(i.name) for i in proto.graph.input if i.name not in init_names]
@@ -144,10 +145,14 @@ def _default_opset(proto: onnx.ModelProto) -> int:
 
 
 def _infer_shapes(
-    proto: onnx.ModelProto, warnings: list[str], input_shapes: dict[str, tuple[int, ...]]
+    proto: onnx.ModelProto,
+    warnings: list[str],
+    input_shapes: dict[str, tuple[int, ...]],
+    trips: dict[str, int],
 ) -> dict[str, tuple]:
     """``name -> (shape, elem_type)`` for the concrete ``input_shapes``: onnx shape
-    inference on a light copy, completed by :func:`~._propagate.complete_shapes`.
+    inference on a light copy, completed by :func:`~._propagate.complete_shapes` (which
+    fills ``trips`` with the measured trip counts of Loops).
 
     Big initializers become typed inputs so that the copy stays small.
     """
@@ -174,7 +179,9 @@ def _infer_shapes(
     else:
         inferred = onnx.ModelProto()
         inferred.ParseFromString(data)
-    return complete_shapes(inferred, _shape_table(inferred), big, input_shapes, warnings)
+    return complete_shapes(
+        inferred, _shape_table(inferred), big, input_shapes, warnings, trips=trips
+    )
 
 
 def _inferred(light: onnx.ModelProto) -> onnx.ModelProto:
@@ -260,8 +267,9 @@ def _dtype_bits(elem_type: int) -> tuple[str | None, int | None]:
 class _Builder:
     """Turns the sorted, checked proto (and its onnx-ir twin) into layers."""
 
-    def __init__(self, proto, model, shapes, external, warnings, strict):
+    def __init__(self, proto, model, shapes, external, warnings, strict, trips=None):
         self.proto = proto
+        self.trips = trips or {}
         self.graph = proto.graph
         self.ir_nodes = list(model.graph)
         self.shapes = shapes
@@ -380,6 +388,9 @@ class _Builder:
         if name in self.weights:
             return self.weights[name].shape
         return self.shapes.get(name, (None, 0))[0]
+
+    def _trips_of(self, node: onnx.NodeProto) -> int | None:
+        return self.trips.get(node.output[0]) if node.output else None
 
     def _value_of(self, name: str):
         w = self.weights.get(name)
@@ -568,7 +579,9 @@ class _Builder:
             else:
                 in_shapes.append(self.info(t).shape)
         if node.op_type in _CONTROL_FLOW:
-            macs, why = control_flow_macs(node, self._shape_of, self._value_of)
+            macs, why = control_flow_macs(
+                node, self._shape_of, self._value_of, self._trips_of, self.warnings
+            )
             if macs is None:
                 self.warnings.append(
                     f"layer {name!r}: cost of the {node.op_type} bodies unknown ({why}); "

@@ -94,6 +94,7 @@ def complete_shapes(
     warnings: list[str],
     *,
     measure: bool = True,
+    trips: dict[str, int] | None = None,
 ) -> dict[str, tuple]:
     """``shapes`` (``name -> (shape, elem_type)`` from whole-graph inference) completed.
 
@@ -105,7 +106,10 @@ def complete_shapes(
     shapes : dict
         Modified in place and returned.
     measure : bool
-        Run onnxruntime once on a random sample of ``input_shapes`` for what is still open.
+        Run onnxruntime once on a random sample of ``input_shapes`` for what is still open
+        (and for the trip counts of Loops that only a run can count).
+    trips : dict, optional
+        Filled with ``Loop's first output -> iterations`` measured by that run.
     """
     graph = light.graph
     opset = next((e.version for e in light.opset_import if e.domain in _STANDARD), None)
@@ -133,13 +137,23 @@ def complete_shapes(
                 shapes[node.output[0]] = (tuple(value.shape), elem)
     produced = [o for n in graph.node for o in n.output if o]
     open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
-    if open_ and measure:
+    loops = [n.output[0] for n in graph.node if not _fixed_trips(n, values)]
+    if (open_ or loops) and measure:
         from dnnpart.importers._measure import MeasureError, measure_shapes
 
         try:
-            shapes.update(measure_shapes(light, big, input_shapes, open_, shapes))
+            measured = measure_shapes(light, big, input_shapes, open_, shapes, loops=tuple(loops))
         except MeasureError as exc:
             warnings.append(f"onnxruntime could not measure the open shapes ({exc})")
+        else:
+            shapes.update(measured.shapes)
+            if trips is not None:
+                trips.update(measured.trips)
+            for node, text in measured.failed:
+                warnings.append(
+                    f"onnxruntime could not run node {node!r} ({text}); the shapes after it "
+                    "were not measured"
+                )
         open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
     if open_:
         more = f" and {len(open_) - 5} more" if len(open_) > 5 else ""
@@ -149,6 +163,35 @@ def complete_shapes(
             + more
         )
     return shapes
+
+
+def _fixed_trips(node: onnx.NodeProto, values: dict) -> bool:
+    """True unless ``node`` is a Loop whose iterations only a run can count: its trip
+    count is not a known value, or its condition may stop it early (the body's condition
+    output is neither its condition input passed through nor a constant true)."""
+    if node.op_type != "Loop" or node.domain not in _STANDARD or not node.output:
+        return True
+    m = node.input[0] if node.input else ""
+    body = next((a.g for a in node.attribute if a.name == "body" and a.HasField("g")), None)
+    if not m or m not in values or body is None or len(body.input) < 2 or not body.output:
+        return False
+    cond_in, cond_out = body.input[1].name, body.output[0].name
+    if cond_out == cond_in:
+        return True
+    for t in body.initializer:
+        if t.name == cond_out:
+            return bool(np.all(numpy_helper.to_array(t)))
+    for n in body.node:
+        if cond_out in n.output:
+            if n.op_type == "Identity" and n.input and n.input[0] == cond_in:
+                return True
+            value = next((a.t for a in n.attribute if a.name == "value"), None)
+            return (
+                n.op_type == "Constant"
+                and value is not None
+                and bool(np.all(numpy_helper.to_array(value)))
+            )
+    return False
 
 
 def _body_shapes(graph: onnx.GraphProto, shapes: dict) -> None:

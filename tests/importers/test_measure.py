@@ -1,0 +1,141 @@
+"""The measuring onnxruntime run: it keeps what it measured when onnxruntime refuses a
+late node, and counts the iterations of Loops whose trip count comes from data."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import dnnpart
+from dnnpart.importers import _measure
+
+_F, _I = TensorProto.FLOAT, TensorProto.INT64
+
+
+def _save(nodes, inputs, outputs, inits, tmp_path, domains=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    opsets = [helper.make_opsetid("", 17)] + [helper.make_opsetid(d, 1) for d in domains]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _vi(name, shape, elem=_F):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _const(name, value, dtype=np.int64):
+    return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+
+@pytest.mark.parametrize("late", ["reshape", "unknown op"])
+def test_a_run_refused_at_a_late_node_keeps_the_shapes_before_it(tmp_path, late):
+    """NonZero's length only a run knows; onnxruntime then refuses a late node (a Reshape
+    to a size the data does not have, or an op it does not implement): the shapes before
+    that node are measured, the node is named, and what depends on it is named unshaped."""
+    if late == "reshape":
+        bad = helper.make_node("Reshape", ["f", "four"], ["r"], name="bad")
+        domains = ()
+    else:
+        bad = helper.make_node("Foo", ["f"], ["r"], name="bad", domain="custom.ops")
+        domains = ("custom.ops",)
+    nodes = [
+        helper.make_node("NonZero", ["x"], ["nz"], name="nonzero"),
+        helper.make_node("Cast", ["nz"], ["f"], name="cast", to=_F),
+        helper.make_node("MatMul", ["f", "w"], ["y"], name="dense"),
+        bad,
+        helper.make_node("NonZero", ["r"], ["z"], name="after"),
+    ]
+    path = _save(
+        nodes,
+        [_vi("x", [3], _I)],
+        [_vi("y", None), _vi("z", None, _I)],
+        [_const("four", [4]), numpy_helper.from_array(np.ones((3, 5), np.float32), "w")],
+        tmp_path,
+        domains,
+    )
+    g = dnnpart.load(path)
+    assert g.tensors["nz"].shape == (1, 3)  # x is all ones: three non-zeros
+    assert g.tensors["y"].shape == (1, 5)
+    assert g.layer("dense").macs == 1 * 5 * 3
+    refused = [w for w in g.warnings if "could not run node 'bad'" in w]
+    assert len(refused) == 1, g.warnings
+    unshaped = [w for w in g.warnings if "no known shape" in w]
+    assert len(unshaped) == 1 and "'z'" in unshaped[0] and "'nz'" not in unshaped[0]
+
+
+def test_a_refusal_that_names_no_node_measures_nothing(tmp_path, monkeypatch):
+    def refuse(model, feeds):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(_measure, "_run", refuse)
+    path = _save(
+        [helper.make_node("NonZero", ["x"], ["nz"], name="nonzero")],
+        [_vi("x", [3], _I)],
+        [_vi("nz", None, _I)],
+        [],
+        tmp_path,
+    )
+    g = dnnpart.load(path)
+    assert any("could not measure the open shapes (out of memory)" in w for w in g.warnings)
+    assert any("no known shape" in w and "'nz'" in w for w in g.warnings)
+
+
+@pytest.mark.parametrize(
+    "message, node",
+    [
+        ("Non-zero status code returned while running Reshape node. Name:'r1' Status", "r1"),
+        ('This is an invalid model. In Node, ("foo", Foo, "bad", -1) : ...', "foo"),
+        ("Could not find an implementation for Foo(1) node with name 'n7'", "n7"),
+        ("no node here", None),
+    ],
+)
+def test_the_node_an_onnxruntime_message_names(message, node):
+    assert _measure.ort_node(message) == node
+
+
+def _counting_loop(tmp_path, m):
+    """A Loop (trip count ``m``, or none) whose body stops after iteration 2, as
+    ``while i < 2``: it runs 3 times; its body is a 4x4 MatMul."""
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["v_in", "w"], ["v_out"], name="body.mm"),
+            helper.make_node("Less", ["i", "two"], ["cond_out"], name="body.cond"),
+        ],
+        "body",
+        [_vi("i", [], _I), _vi("cond_in", [], TensorProto.BOOL), _vi("v_in", [1, 4])],
+        [_vi("cond_out", [], TensorProto.BOOL), _vi("v_out", [1, 4])],
+        [_const("two", 2)],
+    )
+    inits = [numpy_helper.from_array(np.array(True), "go"), _const("w", np.eye(4), np.float32)]
+    if m is not None:
+        inits.append(_const("m", m))
+    trips = "m" if m is not None else ""
+    return _save(
+        [helper.make_node("Loop", [trips, "go", "x"], ["y"], name="loop", body=body)],
+        [_vi("x", [1, 4])],
+        [_vi("y", [1, 4])],
+        inits,
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize("m", [None, 10])
+def test_a_loop_stopped_by_its_data_is_costed_by_the_trips_it_ran(tmp_path, m):
+    g = dnnpart.load(_counting_loop(tmp_path, m))
+    assert g.layer("loop").macs == 3 * 4 * 4
+    assert not [w for w in g.warnings if "trip" in w], g.warnings
+
+
+def test_a_loop_whose_trips_cannot_be_measured_costs_one_trip_and_is_named(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise _measure.MeasureError("no run")
+
+    monkeypatch.setattr(_measure, "measure_shapes", fail)
+    g = dnnpart.load(_counting_loop(tmp_path, None))
+    assert g.layer("loop").macs == 4 * 4
+    assert any("trip count of Loop 'loop'" in w and "one trip" in w for w in g.warnings)
