@@ -98,9 +98,14 @@ def measure_shapes(
     shapes: dict[str, tuple],
     *,
     loops: tuple[str, ...] = (),
+    sample=None,
 ) -> Measured:
     """Shapes of ``names`` (and trip counts of the Loops whose first output is in
     ``loops``) after one onnxruntime run, resumed without any node it refuses.
+
+    The run's inputs are random arrays of ``input_shapes``, or the first sample of
+    ``sample`` (``name -> array``, possibly with a leading axis of stacked samples) for
+    the inputs it holds at those shapes: data decides how often a Loop runs.
 
     Raises
     ------
@@ -123,7 +128,7 @@ def measure_shapes(
                 model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
             else:  # no type known: onnxruntime takes an untyped output
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
-    feeds = _feeds(model, big, input_shapes)
+    feeds = _feeds(model, big, input_shapes, sample or {})
     measured = Measured()
     for attempt in range(_MAX_RETRIES + 1):
         try:
@@ -175,7 +180,7 @@ def _count_loops(graph: onnx.GraphProto, loops: set[str], taken: set[str]) -> di
     return counters
 
 
-def _feeds(model, big, input_shapes) -> dict[str, np.ndarray]:
+def _feeds(model, big, input_shapes, sample) -> dict[str, np.ndarray]:
     big_names = {t.name for t in big}
     specs = []
     for vi in model.graph.input:
@@ -184,6 +189,12 @@ def _feeds(model, big, input_shapes) -> dict[str, np.ndarray]:
         elem = vi.type.tensor_type.elem_type
         specs.append((vi.name, onnx.helper.tensor_dtype_to_np_dtype(elem), input_shapes[vi.name]))
     feeds = sample_feeds(specs)
+    for name, dtype, shape in specs:
+        value = np.asarray(sample[name]) if name in sample else None
+        if value is not None and value.ndim and value.shape[1:] == tuple(shape) and len(value):
+            value = value[0]  # stacked samples: the first
+        if value is not None and value.shape == tuple(shape) and value.dtype.kind in "biuf":
+            feeds[name] = value.astype(dtype, copy=False)
     for t in big:
         feeds[t.name] = np.zeros(tuple(t.dims), onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
     return feeds

@@ -33,6 +33,7 @@ from dnnpart.importers._body_costs import control_flow_macs
 from dnnpart.importers._input_shapes import declared_inputs, resolve_input_shapes
 from dnnpart.importers._propagate import complete_shapes, run_node
 from dnnpart.importers._read import read_model_proto
+from dnnpart.importers._shape_table import shape_table
 from dnnpart.importers._structure import check_and_sort, check_functions, outer_names_used
 from dnnpart.importers._tensors import MAX_ELEMENTS, check_tensor, declared_size, iter_tensors
 
@@ -58,6 +59,7 @@ def load_onnx(
     input_shapes=None,
     dims=None,
     sample_shapes=None,
+    sample=None,
 ) -> LayerGraph:
     """Import the ONNX model at ``path``; see :func:`dnnpart.load`."""
     path = os.fspath(path)
@@ -89,7 +91,7 @@ def load_onnx(
     )
     warnings.extend(notes)
     trips: dict[str, int] = {}
-    shapes = _infer_shapes(proto, warnings, concrete, trips)
+    shapes = _infer_shapes(proto, warnings, concrete, trips, sample)
 
     # 4. onnx-ir model, kept for exporters (external tensors stay lazy)
     model = _deserialize(proto, base_dir, path)
@@ -149,10 +151,12 @@ def _infer_shapes(
     warnings: list[str],
     input_shapes: dict[str, tuple[int, ...]],
     trips: dict[str, int],
+    sample=None,
 ) -> dict[str, tuple]:
     """``name -> (shape, elem_type)`` for the concrete ``input_shapes``: onnx shape
     inference on a light copy, completed by :func:`~._propagate.complete_shapes` (which
-    fills ``trips`` with the measured trip counts of Loops).
+    fills ``trips`` with the measured trip counts of Loops, measured on ``sample``'s arrays
+    where given).
 
     Big initializers become typed inputs so that the copy stays small.
     """
@@ -170,7 +174,7 @@ def _infer_shapes(
     except IsolatedCrash as exc:
         # the same nodes would crash the per-node inference of complete_shapes here
         warnings.append(f"shape inference crashed ({exc}); shapes are hints")
-        return _shape_table(light)
+        return shape_table(light)
     except Exception as exc:  # noqa: BLE001 - inference is a hint, never fatal
         warnings.append(
             f"shape inference failed ({str(exc).splitlines()[0][:160]}); shapes are hints"
@@ -180,7 +184,7 @@ def _infer_shapes(
         inferred = onnx.ModelProto()
         inferred.ParseFromString(data)
     return complete_shapes(
-        inferred, _shape_table(inferred), big, input_shapes, warnings, trips=trips
+        inferred, shape_table(inferred), big, input_shapes, warnings, trips=trips, sample=sample
     )
 
 
@@ -188,25 +192,6 @@ def _inferred(light: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(
         light, check_type=False, strict_mode=False, data_prop=True
     )
-
-
-def _shape_table(inferred: onnx.ModelProto) -> dict[str, tuple]:
-    out: dict[str, tuple] = {}
-    g = inferred.graph
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        if not vi.type.HasField("tensor_type"):
-            continue
-        tt = vi.type.tensor_type
-        shape = None
-        if tt.HasField("shape"):
-            shape = tuple(
-                d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
-                for d in tt.shape.dim
-            )
-        prev = out.get(vi.name)
-        if prev is None or (prev[0] is None and shape is not None):
-            out[vi.name] = (shape, tt.elem_type)
-    return out
 
 
 def _light_copy(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:

@@ -6,8 +6,9 @@ onnx's whole-graph inference (even with data propagation) often leaves open. Aft
 inference this pass walks the nodes in order, evaluates the small integer tensors of such
 shape subgraphs (``values``), and re-infers each node with onnx's single-node inference
 given those values, so that a computed Reshape target is as good as a constant one. What
-is still open is measured by one onnxruntime run (:mod:`._measure`), and a tensor that
-has no shape even then is named in a warning.
+is still open goes to onnxruntime's symbolic shape inference (:mod:`._symbolic`: the
+``com.microsoft`` ops of optimized transformers), then to one onnxruntime run
+(:mod:`._measure`), and a tensor that has no shape even then is named in a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from dnnpart.importers._body_shapes import refine_body_shapes
+from dnnpart.importers._shape_table import full as _full
+from dnnpart.importers._shape_table import type_shape
 
 __all__ = ["complete_shapes", "run_node", "VALUE_OPS"]
 
@@ -41,19 +46,6 @@ def run_node(node: onnx.NodeProto, feeds: dict[str, np.ndarray], opset: int) -> 
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     return ReferenceEvaluator(model).run(None, feeds)
-
-
-def _full(shape) -> bool:
-    return shape is not None and None not in shape
-
-
-def _type_shape(tp: onnx.TypeProto) -> tuple | None:
-    if not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
-        return None
-    return tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
-        for d in tp.tensor_type.shape.dim
-    )
 
 
 def _type(shape, elem: int) -> onnx.TypeProto:
@@ -94,6 +86,8 @@ def complete_shapes(
     warnings: list[str],
     *,
     measure: bool = True,
+    symbolic: bool = True,
+    sample=None,
     trips: dict[str, int] | None = None,
 ) -> dict[str, tuple]:
     """``shapes`` (``name -> (shape, elem_type)`` from whole-graph inference) completed.
@@ -108,6 +102,11 @@ def complete_shapes(
     measure : bool
         Run onnxruntime once on a random sample of ``input_shapes`` for what is still open
         (and for the trip counts of Loops that only a run can count).
+    symbolic : bool
+        Ask onnxruntime's symbolic shape inference (:mod:`._symbolic`) for what is open
+        before that run.
+    sample : dict of arrays, optional
+        A real sample (``--inputs``) for that run instead of random arrays.
     trips : dict, optional
         Filled with ``Loop's first output -> iterations`` measured by that run.
     """
@@ -135,14 +134,22 @@ def complete_shapes(
                 values[node.output[0]] = value
                 elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
                 shapes[node.output[0]] = (tuple(value.shape), elem)
+    refine_body_shapes(light, shapes)
     produced = [o for n in graph.node for o in n.output if o]
     open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
+    if open_ and symbolic:
+        from dnnpart.importers._symbolic import symbolic_shapes
+
+        shapes.update(symbolic_shapes(light, open_))
+        open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
     loops = [n.output[0] for n in graph.node if not _fixed_trips(n, values)]
     if (open_ or loops) and measure:
         from dnnpart.importers._measure import MeasureError, measure_shapes
 
         try:
-            measured = measure_shapes(light, big, input_shapes, open_, shapes, loops=tuple(loops))
+            measured = measure_shapes(
+                light, big, input_shapes, open_, shapes, loops=tuple(loops), sample=sample
+            )
         except MeasureError as exc:
             warnings.append(f"onnxruntime could not measure the open shapes ({exc})")
         else:
@@ -203,7 +210,7 @@ def _body_shapes(graph: onnx.GraphProto, shapes: dict) -> None:
         g = stack.pop()
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             if vi.name not in shapes and vi.type.HasField("tensor_type"):
-                shapes[vi.name] = (_type_shape(vi.type), vi.type.tensor_type.elem_type)
+                shapes[vi.name] = (type_shape(vi.type), vi.type.tensor_type.elem_type)
         for t in g.initializer:
             shapes.setdefault(t.name, (tuple(t.dims), t.data_type))
         stack += [a.g for n in g.node for a in n.attribute if a.HasField("g")]
@@ -232,7 +239,7 @@ def _infer_node(node, light, opset, shapes, values) -> None:
     except Exception:  # noqa: BLE001 - inference is a hint
         return
     for name, tp in out.items():
-        shape = _type_shape(tp)
+        shape = type_shape(tp)
         old = shapes.get(name, (None, 0))
         elem = tp.tensor_type.elem_type if tp.HasField("tensor_type") else 0
         if _full(shape) and not _full(old[0]) or (old[0] is None and shape is not None):

@@ -98,17 +98,18 @@ def test_the_node_an_onnxruntime_message_names(message, node):
     assert _measure.ort_node(message) == node
 
 
-def _counting_loop(tmp_path, m):
+def _counting_loop(tmp_path, m, carried=(1, 4)):
     """A Loop (trip count ``m``, or none) whose body stops after iteration 2, as
-    ``while i < 2``: it runs 3 times; its body is a 4x4 MatMul."""
+    ``while i < 2``: it runs 3 times; its body is a 4x4 MatMul on a loop-carried value
+    declared ``carried`` in the body."""
     body = helper.make_graph(
         [
             helper.make_node("MatMul", ["v_in", "w"], ["v_out"], name="body.mm"),
             helper.make_node("Less", ["i", "two"], ["cond_out"], name="body.cond"),
         ],
         "body",
-        [_vi("i", [], _I), _vi("cond_in", [], TensorProto.BOOL), _vi("v_in", [1, 4])],
-        [_vi("cond_out", [], TensorProto.BOOL), _vi("v_out", [1, 4])],
+        [_vi("i", [], _I), _vi("cond_in", [], TensorProto.BOOL), _vi("v_in", list(carried))],
+        [_vi("cond_out", [], TensorProto.BOOL), _vi("v_out", list(carried))],
         [_const("two", 2)],
     )
     inits = [numpy_helper.from_array(np.array(True), "go"), _const("w", np.eye(4), np.float32)]
@@ -131,6 +132,14 @@ def test_a_loop_stopped_by_its_data_is_costed_by_the_trips_it_ran(tmp_path, m):
     assert not [w for w in g.warnings if "trip" in w], g.warnings
 
 
+def test_a_body_declared_with_symbolic_dims_gets_the_node_s_shapes(tmp_path):
+    """torch declares a loop-carried value with the model's symbols (``[batch, 4]``); onnx
+    keeps them, the body is inferred again from the Loop's concrete inputs."""
+    g = dnnpart.load(_counting_loop(tmp_path, 10, carried=("batch", 4)))
+    assert g.layer("loop").macs == 3 * 4 * 4
+    assert not [w for w in g.warnings if "unknown" in w], g.warnings
+
+
 def test_a_loop_whose_trips_cannot_be_measured_costs_one_trip_and_is_named(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise _measure.MeasureError("no run")
@@ -139,3 +148,48 @@ def test_a_loop_whose_trips_cannot_be_measured_costs_one_trip_and_is_named(tmp_p
     g = dnnpart.load(_counting_loop(tmp_path, None))
     assert g.layer("loop").macs == 4 * 4
     assert any("trip count of Loop 'loop'" in w and "one trip" in w for w in g.warnings)
+
+
+def _optimized_transformer_piece(tmp_path):
+    """As onnxruntime's transformer optimizer writes them: com.microsoft BiasGelu and
+    SkipLayerNormalization between two MatMuls; onnx's inference stops at the first."""
+    vec = [numpy_helper.from_array(np.ones(16, np.float32), n) for n in ("bias", "gamma", "beta")]
+    mats = [
+        numpy_helper.from_array(np.ones((8, 16), np.float32), "w"),
+        numpy_helper.from_array(np.ones((16, 4), np.float32), "w2"),
+    ]
+    ms = "com.microsoft"
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["a"], name="up"),
+        helper.make_node("BiasGelu", ["a", "bias"], ["b"], name="gelu", domain=ms),
+        helper.make_node(
+            "SkipLayerNormalization", ["b", "b", "gamma", "beta"], ["c"], name="sln", domain=ms
+        ),
+        helper.make_node("MatMul", ["c", "w2"], ["y"], name="down"),
+    ]
+    return _save(nodes, [_vi("x", [1, 5, 8])], [_vi("y", None)], mats + vec, tmp_path, (ms,))
+
+
+def test_symbolic_shape_inference_shapes_contrib_ops_without_a_run(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("onnxruntime was run")
+
+    monkeypatch.setattr(_measure, "measure_shapes", refuse)
+    g = dnnpart.load(_optimized_transformer_piece(tmp_path))
+    assert g.tensors["c"].shape == (1, 5, 16) and g.tensors["y"].shape == (1, 5, 4)
+    assert g.layer("down").macs == 5 * 16 * 4
+    assert not [w for w in g.warnings if "shape" in w or "cost unknown" in w], g.warnings
+
+
+def test_without_symbolic_inference_the_contrib_ops_leave_shapes_open(tmp_path, monkeypatch):
+    """The control: onnx's inference and the value propagation alone leave them open."""
+    from dnnpart.importers import _symbolic
+
+    def fail(*args, **kwargs):
+        raise _measure.MeasureError("no run")
+
+    monkeypatch.setattr(_measure, "measure_shapes", fail)
+    monkeypatch.setattr(_symbolic, "symbolic_shapes", lambda light, names: {})
+    g = dnnpart.load(_optimized_transformer_piece(tmp_path))
+    assert g.tensors["y"].shape is None
+    assert any("cost unknown" in w and "'down'" in w for w in g.warnings), g.warnings
