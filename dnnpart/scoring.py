@@ -3,7 +3,7 @@
 Every figure here means the same thing in every report, leaderboard and plan. Given a
 :class:`~dnnpart.partitioners.Problem`, one device label per vertex and a
 :class:`~dnnpart.devices.DeviceSet` (default: ``k`` identical devices whose speeds follow
-``problem.targets``, mean 1e12 FLOP/s, default links):
+``problem.targets``, mean 1e12 FLOP/s and 1e11 B/s of memory bandwidth, default links):
 
 cut
     Total ``problem.synapses`` weight on edges whose two ends are on different devices (the
@@ -180,7 +180,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         Device of every vertex; checked with :meth:`Problem.validate`.
     devices : DeviceSet, optional
         Must have ``problem.k`` devices. Default: identical devices with the problem's
-        target shares (mean speed 1e12 FLOP/s, default links).
+        target shares (mean speed 1e12 FLOP/s, memory bandwidth 1e11 B/s, default links).
 
     Returns
     -------

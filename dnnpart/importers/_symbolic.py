@@ -19,7 +19,7 @@ from dnnpart.importers._shape_table import type_shape
 
 __all__ = ["symbolic_shapes"]
 
-_TIMEOUT = 300.0
+_TIMEOUT = 120.0
 
 
 def symbolic_shapes(light: onnx.ModelProto, names: list[str]) -> dict[str, tuple]:
