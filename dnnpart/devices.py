@@ -16,6 +16,7 @@ Device file format
     name = "jetson"             # unique, non-empty
     speed = 1.3e12              # FLOP/s as a number, or "1.3TFLOPS"
     memory = "8GiB"             # bytes as a number, or a string; omit (or inf) = unlimited
+    memory_bandwidth = "51GB/s" # bytes/s its memory reads and writes (optional)
     threads = 4                 # onnxruntime threads of its actor in `dnnpart run` (optional)
     node = "10.0.0.7"           # `dnnpart run`: the Ray node (IP address) to run on (optional)
     resources = {jetson = 1}    # `dnnpart run`: custom Ray resources its actor needs (optional)
@@ -38,9 +39,12 @@ binary; an optional space between number and unit):
 - ``bandwidth``: bytes (``B/s``, ``MB/s``, ``GiB/s``) or bits (``bit/s``, ``Gbit/s``,
   ``bps``, ``Mbps``, ``Gbps``) per second; ``"inf"`` for an ideal network.
 - ``latency``: ``s``, ``ms``, ``us`` (or ``µs``), ``ns``; zero is allowed.
+- ``memory_bandwidth``: like ``bandwidth``. A layer takes the longer of its compute time
+  and its memory time, bytes read and written over this (:mod:`dnnpart.problem._time`).
 
 Defaults (also those of :meth:`DeviceSet.identical`): speed 1e12 FLOP/s, unlimited memory,
-bandwidth 1.25e9 B/s (10 Gbit/s Ethernet), latency 50e-6 s. Every mistake (unknown key,
+memory bandwidth 1e11 B/s (100 GB/s), bandwidth 1.25e9 B/s (10 Gbit/s Ethernet), latency
+50e-6 s. Every mistake (unknown key,
 missing or duplicate name, zero or negative value, bad unit, a link naming an unknown
 device or the same pair twice, no device at all) raises :class:`~dnnpart.errors.UsageError`
 naming the field, e.g. ``device[1].speed``.
@@ -64,10 +68,21 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Device", "Link", "DeviceSet", "DEFAULT_SPEED", "DEFAULT_LINK"]
+__all__ = [
+    "Device",
+    "Link",
+    "DeviceSet",
+    "DEFAULT_SPEED",
+    "DEFAULT_MEMORY_BANDWIDTH",
+    "DEFAULT_LINK",
+]
 
 DEFAULT_SPEED = 1e12
 """FLOP/s of a default device."""
+DEFAULT_MEMORY_BANDWIDTH = 1e11
+"""Bytes/s a default device's memory moves: 100 GB/s, between an edge board's LPDDR5
+(~50-200 GB/s) and a desktop CPU's DDR5 (~60-100 GB/s); 10 bytes per FLOP/s of the default
+speed's 1e12 puts the roofline's ridge at 20 FLOPs per byte."""
 
 _PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
@@ -89,7 +104,9 @@ def _check_number(x: Any, what: str, finite: bool, zero_ok: bool = False) -> Non
 class Device:
     """One device: ``speed`` in FLOP/s (> 0, finite), ``memory`` in bytes (> 0, may be inf).
 
-    ``threads``, ``node`` and ``resources`` only place the device's actor in
+    ``memory_bandwidth`` in bytes/s (> 0, may be inf) bounds memory-bound layers from below
+    (:mod:`dnnpart.problem._time`). ``threads``, ``node`` and ``resources`` only place the
+    device's actor in
     ``dnnpart run`` (onnxruntime threads, Ray node IP, custom Ray resources as
     ``(name, amount)`` pairs); scoring ignores them.
     """
@@ -100,12 +117,15 @@ class Device:
     threads: int | None = None
     node: str | None = None
     resources: tuple[tuple[str, float], ...] = ()
+    memory_bandwidth: float = DEFAULT_MEMORY_BANDWIDTH
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise UsageError(f"device name must be a non-empty string, got {self.name!r}")
         _check_number(self.speed, f"device {self.name!r} speed", finite=True)
         _check_number(self.memory, f"device {self.name!r} memory", finite=False)
+        what = f"device {self.name!r} memory_bandwidth"
+        _check_number(self.memory_bandwidth, what, finite=False)
         t = self.threads
         if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
             raise UsageError(f"device {self.name!r} threads must be a positive integer, got {t!r}")
@@ -188,6 +208,11 @@ class DeviceSet:
     def speeds(self) -> np.ndarray:
         """FLOP/s per device, shape (k,)."""
         return np.array([d.speed for d in self.devices], dtype=np.float64)
+
+    @property
+    def memory_bandwidths(self) -> np.ndarray:
+        """Bytes/s each device's memory moves, shape (k,)."""
+        return np.array([d.memory_bandwidth for d in self.devices], dtype=np.float64)
 
     @property
     def memories(self) -> np.ndarray:
@@ -284,7 +309,8 @@ class DeviceSet:
             where = f"device[{i}]"
             if not isinstance(e, dict):
                 raise UsageError(f"{where}: must be a table")
-            _no_unknown(e, {"name", "speed", "memory", "threads", "node", "resources"}, f"{where}.")
+            keys = {"name", "speed", "memory", "memory_bandwidth", "threads", "node", "resources"}
+            _no_unknown(e, keys, f"{where}.")
             name = e.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise UsageError(f"{where}.name: a non-empty string is required")
@@ -293,6 +319,8 @@ class DeviceSet:
             index[name] = i
             speed = _quantity(e.get("speed", DEFAULT_SPEED), "speed", f"{where}.speed")
             memory = _quantity(e.get("memory", math.inf), "memory", f"{where}.memory")
+            mem_bw = e.get("memory_bandwidth", DEFAULT_MEMORY_BANDWIDTH)
+            mem_bw = _quantity(mem_bw, "bandwidth", f"{where}.memory_bandwidth")
             resources = e.get("resources", {})
             if not isinstance(resources, dict):
                 raise UsageError(f"{where}.resources: must be a table of name = amount")
@@ -305,6 +333,7 @@ class DeviceSet:
                         threads=e.get("threads"),
                         node=e.get("node"),
                         resources=tuple(sorted(resources.items())),
+                        memory_bandwidth=mem_bw,
                     )
                 )
             except UsageError as exc:
@@ -339,6 +368,9 @@ class DeviceSet:
             entry: dict[str, Any] = {"name": dev.name, "speed": float(dev.speed)}
             if math.isfinite(dev.memory):
                 entry["memory"] = float(dev.memory)
+            if dev.memory_bandwidth != DEFAULT_MEMORY_BANDWIDTH:
+                bw = dev.memory_bandwidth
+                entry["memory_bandwidth"] = float(bw) if math.isfinite(bw) else "inf"
             if dev.threads is not None:
                 entry["threads"] = dev.threads
             if dev.node is not None:

@@ -3,7 +3,7 @@
 Every figure here means the same thing in every report, leaderboard and plan. Given a
 :class:`~dnnpart.partitioners.Problem`, one device label per vertex and a
 :class:`~dnnpart.devices.DeviceSet` (default: ``k`` identical devices whose speeds follow
-``problem.targets``, mean 1e12 FLOP/s, default links):
+``problem.targets``, mean 1e12 FLOP/s and 1e11 B/s of memory bandwidth, default links):
 
 cut
     Total ``problem.synapses`` weight on edges whose two ends are on different devices (the
@@ -54,9 +54,11 @@ latency_s, time_per_sample_s (layer granularity)
     the paper, which charges a tensor once to its sender, a tensor sent to two devices costs
     its sender two messages (one per link, as in ``volume``). None at neuron granularity.
 
-Compute time of a vertex on device ``d``: with ``problem.weight_unit == "macs"`` it is
-``2 * MACs / speed_d`` (a MAC is two FLOPs); with ``"seconds"`` (profiled graphs) the
-weight is the time on the *fastest* device of the set, so ``weight * max(speed) / speed_d``.
+Compute time of a vertex (at neuron granularity: of a device's part of a group) on device
+``d``: the time model of :mod:`dnnpart.problem._time`, ``max(2 * MACs / speed_d,
+memory_traffic / memory_bandwidth_d)`` (a MAC is two FLOPs; the bytes it reads and writes
+bound memory-bound layers); with ``"seconds"`` (profiled graphs) the weight is the time on
+the *fastest* device of the set, so ``weight * max(speed) / speed_d``.
 
 Cost: one pass over the synapses in row blocks (memory bounded), all vectorised with
 NumPy; only the layer-granularity makespan, an inherently sequential recurrence, loops in
@@ -75,11 +77,12 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.devices import DEFAULT_SPEED, Device, DeviceSet
+from dnnpart.devices import DEFAULT_MEMORY_BANDWIDTH, DEFAULT_SPEED, Device, DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.problem._pipeline import max_load
 from dnnpart.problem._problem import Problem
 from dnnpart.problem._profile import pipeline_problem_of
+from dnnpart.problem._time import seconds
 
 __all__ = ["Scores", "score", "ratios"]
 
@@ -136,8 +139,13 @@ def _plain(x: Any) -> Any:
 
 def _default_devices(problem: Problem) -> DeviceSet:
     # Speeds follow the problem's targets so that balance means what the partitioner aimed at.
-    speeds = DEFAULT_SPEED * problem.k * np.asarray(problem.targets)
-    return DeviceSet(tuple(Device(f"dev{i}", float(s)) for i, s in enumerate(speeds)))
+    scale = problem.k * np.asarray(problem.targets)
+    return DeviceSet(
+        tuple(
+            Device(f"dev{i}", DEFAULT_SPEED * s, memory_bandwidth=DEFAULT_MEMORY_BANDWIDTH * s)
+            for i, s in enumerate(scale.tolist())
+        )
+    )
 
 
 def _row_blocks(indptr: np.ndarray, k: int):
@@ -172,7 +180,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         Device of every vertex; checked with :meth:`Problem.validate`.
     devices : DeviceSet, optional
         Must have ``problem.k`` devices. Default: identical devices with the problem's
-        target shares (mean speed 1e12 FLOP/s, default links).
+        target shares (mean speed 1e12 FLOP/s, memory bandwidth 1e11 B/s, default links).
 
     Returns
     -------
@@ -338,22 +346,20 @@ class _Balance:
 
 def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads: np.ndarray):
     """``(latency_s, time_per_sample_s, compute_s_per_group, transfer_s_per_group)``."""
-    speeds = devices.speeds
     bw, lat = devices.link_arrays()
     k = problem.k
-    if problem.weight_unit == "seconds":
-        sec_per_unit = speeds.max() / speeds  # weight = seconds on the fastest device
-    else:
-        sec_per_unit = 2.0 / speeds  # a MAC is two FLOPs
     if problem.granularity == "neuron":
-        compute = (loads * sec_per_unit).max(axis=1)
+        gd = problem.layer_of * k + labels
+        traffic = np.bincount(gd, weights=problem.memory_traffic, minlength=loads.size)
+        compute = seconds(problem, devices, loads, traffic.reshape(loads.shape), np.arange(k))
+        compute = compute.max(axis=1)
         used, used_bytes = comm.group_links()
         link = used % (k * k)
         transfer = np.zeros(problem.num_layers)
         np.maximum.at(transfer, used // (k * k), lat.ravel()[link] + used_bytes / bw.ravel()[link])
         latency = float(compute.sum() + transfer.sum())
         return latency, None, compute.tolist(), transfer.tolist()
-    vtime = problem.vertex_weight * sec_per_unit[labels]
+    vtime = seconds(problem, devices, problem.vertex_weight, problem.memory_traffic, labels)
     latency = _makespan(problem, labels, vtime, bw, lat)
     dev_compute = np.bincount(labels, weights=vtime, minlength=k)
     return latency, float(np.max(dev_compute + comm.send + comm.recv)), None, None

@@ -75,6 +75,14 @@ class Layer:
         sizes = [t.nbytes for t in self.outputs]
         return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
 
+    @property
+    def memory_traffic(self) -> int:
+        """Bytes the layer reads and writes in memory for one forward pass: its activation
+        inputs, its parameters and its outputs, each once (a tensor of unknown shape counts
+        0); the memory term of the time model (:mod:`dnnpart.problem._time`)."""
+        tensors = (*self.inputs, *self.outputs)
+        return self.param_bytes + sum(t.nbytes or 0 for t in tensors)
+
     # -- neuron view of splittable layers -----------------------------------------
     def _weight_in_out(self) -> tuple[int, int, bool]:
         """(fan-in, neurons, transposed) of a dense layer's weight."""

@@ -33,7 +33,8 @@ def load(
     dims : dict of str to int, optional
         Sizes of named symbolic dimensions wherever they appear (``--dim SYMBOL=VALUE``).
     inputs : path-like (``.npz``) or dict of arrays, optional
-        A real sample whose arrays' shapes are the input shapes (``--inputs FILE.npz``).
+        A real sample whose arrays' shapes are the input shapes (``--inputs FILE.npz``);
+        its first sample is what onnxruntime measures shapes and Loop trip counts on.
 
     A leading batch axis left open is set to 1 (with a warning saying so); any other
     open input dimension raises :class:`~dnnpart.errors.UsageError`. Every cost and byte
@@ -45,7 +46,7 @@ def load(
         return load_profiled(path)
     from dnnpart.importers._onnx import load_onnx
 
-    sample_shapes = None
+    sample_shapes = arrays = None
     if inputs is not None:
         from dnnpart.importers._input_shapes import read_npz
 
@@ -58,4 +59,5 @@ def load(
         input_shapes=input_shapes,
         dims=dims,
         sample_shapes=sample_shapes,
+        sample=arrays,
     )

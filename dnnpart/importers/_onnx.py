@@ -33,6 +33,7 @@ from dnnpart.importers._body_costs import control_flow_macs
 from dnnpart.importers._input_shapes import declared_inputs, resolve_input_shapes
 from dnnpart.importers._propagate import complete_shapes, run_node
 from dnnpart.importers._read import read_model_proto
+from dnnpart.importers._shape_table import shape_table
 from dnnpart.importers._structure import check_and_sort, check_functions, outer_names_used
 from dnnpart.importers._tensors import MAX_ELEMENTS, check_tensor, declared_size, iter_tensors
 
@@ -58,6 +59,7 @@ def load_onnx(
     input_shapes=None,
     dims=None,
     sample_shapes=None,
+    sample=None,
 ) -> LayerGraph:
     """Import the ONNX model at ``path``; see :func:`dnnpart.load`."""
     path = os.fspath(path)
@@ -88,13 +90,14 @@ def load_onnx(
         declared_inputs(proto.graph), input_shapes, dims, sample_shapes
     )
     warnings.extend(notes)
-    shapes = _infer_shapes(proto, warnings, concrete)
+    trips: dict[str, int] = {}
+    shapes = _infer_shapes(proto, warnings, concrete, trips, sample)
 
     # 4. onnx-ir model, kept for exporters (external tensors stay lazy)
     model = _deserialize(proto, base_dir, path)
 
     # 5. layers
-    builder = _Builder(proto, model, shapes, external, warnings, strict)
+    builder = _Builder(proto, model, shapes, external, warnings, strict, trips)
     layers = builder.build(progress)
     init_names = {t.name for t in proto.graph.initializer}
     inputs = [builder.info(i.name) for i in proto.graph.input if i.name not in init_names]
@@ -144,10 +147,16 @@ def _default_opset(proto: onnx.ModelProto) -> int:
 
 
 def _infer_shapes(
-    proto: onnx.ModelProto, warnings: list[str], input_shapes: dict[str, tuple[int, ...]]
+    proto: onnx.ModelProto,
+    warnings: list[str],
+    input_shapes: dict[str, tuple[int, ...]],
+    trips: dict[str, int],
+    sample=None,
 ) -> dict[str, tuple]:
     """``name -> (shape, elem_type)`` for the concrete ``input_shapes``: onnx shape
-    inference on a light copy, completed by :func:`~._propagate.complete_shapes`.
+    inference on a light copy, completed by :func:`~._propagate.complete_shapes` (which
+    fills ``trips`` with the measured trip counts of Loops, measured on ``sample``'s arrays
+    where given).
 
     Big initializers become typed inputs so that the copy stays small.
     """
@@ -165,7 +174,7 @@ def _infer_shapes(
     except IsolatedCrash as exc:
         # the same nodes would crash the per-node inference of complete_shapes here
         warnings.append(f"shape inference crashed ({exc}); shapes are hints")
-        return _shape_table(light)
+        return shape_table(light)
     except Exception as exc:  # noqa: BLE001 - inference is a hint, never fatal
         warnings.append(
             f"shape inference failed ({str(exc).splitlines()[0][:160]}); shapes are hints"
@@ -174,32 +183,15 @@ def _infer_shapes(
     else:
         inferred = onnx.ModelProto()
         inferred.ParseFromString(data)
-    return complete_shapes(inferred, _shape_table(inferred), big, input_shapes, warnings)
+    return complete_shapes(
+        inferred, shape_table(inferred), big, input_shapes, warnings, trips=trips, sample=sample
+    )
 
 
 def _inferred(light: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(
         light, check_type=False, strict_mode=False, data_prop=True
     )
-
-
-def _shape_table(inferred: onnx.ModelProto) -> dict[str, tuple]:
-    out: dict[str, tuple] = {}
-    g = inferred.graph
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        if not vi.type.HasField("tensor_type"):
-            continue
-        tt = vi.type.tensor_type
-        shape = None
-        if tt.HasField("shape"):
-            shape = tuple(
-                d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
-                for d in tt.shape.dim
-            )
-        prev = out.get(vi.name)
-        if prev is None or (prev[0] is None and shape is not None):
-            out[vi.name] = (shape, tt.elem_type)
-    return out
 
 
 def _light_copy(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
@@ -260,8 +252,9 @@ def _dtype_bits(elem_type: int) -> tuple[str | None, int | None]:
 class _Builder:
     """Turns the sorted, checked proto (and its onnx-ir twin) into layers."""
 
-    def __init__(self, proto, model, shapes, external, warnings, strict):
+    def __init__(self, proto, model, shapes, external, warnings, strict, trips=None):
         self.proto = proto
+        self.trips = trips or {}
         self.graph = proto.graph
         self.ir_nodes = list(model.graph)
         self.shapes = shapes
@@ -380,6 +373,9 @@ class _Builder:
         if name in self.weights:
             return self.weights[name].shape
         return self.shapes.get(name, (None, 0))[0]
+
+    def _trips_of(self, node: onnx.NodeProto) -> int | None:
+        return self.trips.get(node.output[0]) if node.output else None
 
     def _value_of(self, name: str):
         w = self.weights.get(name)
@@ -568,7 +564,9 @@ class _Builder:
             else:
                 in_shapes.append(self.info(t).shape)
         if node.op_type in _CONTROL_FLOW:
-            macs, why = control_flow_macs(node, self._shape_of, self._value_of)
+            macs, why = control_flow_macs(
+                node, self._shape_of, self._value_of, self._trips_of, self.warnings
+            )
             if macs is None:
                 self.warnings.append(
                     f"layer {name!r}: cost of the {node.op_type} bodies unknown ({why}); "

@@ -6,8 +6,9 @@ onnx's whole-graph inference (even with data propagation) often leaves open. Aft
 inference this pass walks the nodes in order, evaluates the small integer tensors of such
 shape subgraphs (``values``), and re-infers each node with onnx's single-node inference
 given those values, so that a computed Reshape target is as good as a constant one. What
-is still open is measured by one onnxruntime run (:mod:`._measure`), and a tensor that
-has no shape even then is named in a warning.
+is still open goes to onnxruntime's symbolic shape inference (:mod:`._symbolic`: the
+``com.microsoft`` ops of optimized transformers), then to one onnxruntime run
+(:mod:`._measure`), and a tensor that has no shape even then is named in a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from dnnpart.importers._body_shapes import refine_body_shapes
+from dnnpart.importers._shape_table import full as _full
+from dnnpart.importers._shape_table import type_shape
 
 __all__ = ["complete_shapes", "run_node", "VALUE_OPS"]
 
@@ -41,19 +46,6 @@ def run_node(node: onnx.NodeProto, feeds: dict[str, np.ndarray], opset: int) -> 
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     return ReferenceEvaluator(model).run(None, feeds)
-
-
-def _full(shape) -> bool:
-    return shape is not None and None not in shape
-
-
-def _type_shape(tp: onnx.TypeProto) -> tuple | None:
-    if not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
-        return None
-    return tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
-        for d in tp.tensor_type.shape.dim
-    )
 
 
 def _type(shape, elem: int) -> onnx.TypeProto:
@@ -94,6 +86,9 @@ def complete_shapes(
     warnings: list[str],
     *,
     measure: bool = True,
+    symbolic: bool = True,
+    sample=None,
+    trips: dict[str, int] | None = None,
 ) -> dict[str, tuple]:
     """``shapes`` (``name -> (shape, elem_type)`` from whole-graph inference) completed.
 
@@ -105,7 +100,15 @@ def complete_shapes(
     shapes : dict
         Modified in place and returned.
     measure : bool
-        Run onnxruntime once on a random sample of ``input_shapes`` for what is still open.
+        Run onnxruntime once on a random sample of ``input_shapes`` for what is still open
+        (and for the trip counts of Loops that only a run can count).
+    symbolic : bool
+        Ask onnxruntime's symbolic shape inference (:mod:`._symbolic`) for what is open
+        before that run.
+    sample : dict of arrays, optional
+        A real sample (``--inputs``) for that run instead of random arrays.
+    trips : dict, optional
+        Filled with ``Loop's first output -> iterations`` measured by that run.
     """
     graph = light.graph
     opset = next((e.version for e in light.opset_import if e.domain in _STANDARD), None)
@@ -131,15 +134,33 @@ def complete_shapes(
                 values[node.output[0]] = value
                 elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
                 shapes[node.output[0]] = (tuple(value.shape), elem)
+    refine_body_shapes(light, shapes)
     produced = [o for n in graph.node for o in n.output if o]
     open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
-    if open_ and measure:
+    if open_ and symbolic:
+        from dnnpart.importers._symbolic import symbolic_shapes
+
+        shapes.update(symbolic_shapes(light, open_))
+        open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
+    loops = [n.output[0] for n in graph.node if not _fixed_trips(n, values)]
+    if (open_ or loops) and measure:
         from dnnpart.importers._measure import MeasureError, measure_shapes
 
         try:
-            shapes.update(measure_shapes(light, big, input_shapes, open_, shapes))
+            measured = measure_shapes(
+                light, big, input_shapes, open_, shapes, loops=tuple(loops), sample=sample
+            )
         except MeasureError as exc:
             warnings.append(f"onnxruntime could not measure the open shapes ({exc})")
+        else:
+            shapes.update(measured.shapes)
+            if trips is not None:
+                trips.update(measured.trips)
+            for node, text in measured.failed:
+                warnings.append(
+                    f"onnxruntime could not run node {node!r} ({text}); the shapes after it "
+                    "were not measured"
+                )
         open_ = [o for o in produced if not _full(shapes.get(o, (None, 0))[0])]
     if open_:
         more = f" and {len(open_) - 5} more" if len(open_) > 5 else ""
@@ -151,6 +172,35 @@ def complete_shapes(
     return shapes
 
 
+def _fixed_trips(node: onnx.NodeProto, values: dict) -> bool:
+    """True unless ``node`` is a Loop whose iterations only a run can count: its trip
+    count is not a known value, or its condition may stop it early (the body's condition
+    output is neither its condition input passed through nor a constant true)."""
+    if node.op_type != "Loop" or node.domain not in _STANDARD or not node.output:
+        return True
+    m = node.input[0] if node.input else ""
+    body = next((a.g for a in node.attribute if a.name == "body" and a.HasField("g")), None)
+    if not m or m not in values or body is None or len(body.input) < 2 or not body.output:
+        return False
+    cond_in, cond_out = body.input[1].name, body.output[0].name
+    if cond_out == cond_in:
+        return True
+    for t in body.initializer:
+        if t.name == cond_out:
+            return bool(np.all(numpy_helper.to_array(t)))
+    for n in body.node:
+        if cond_out in n.output:
+            if n.op_type == "Identity" and n.input and n.input[0] == cond_in:
+                return True
+            value = next((a.t for a in n.attribute if a.name == "value"), None)
+            return (
+                n.op_type == "Constant"
+                and value is not None
+                and bool(np.all(numpy_helper.to_array(value)))
+            )
+    return False
+
+
 def _body_shapes(graph: onnx.GraphProto, shapes: dict) -> None:
     """Shapes of control-flow body tensors (from whole-graph inference), for body costs;
     main-graph names win. Iterative: no Python recursion on nesting depth."""
@@ -160,7 +210,7 @@ def _body_shapes(graph: onnx.GraphProto, shapes: dict) -> None:
         g = stack.pop()
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             if vi.name not in shapes and vi.type.HasField("tensor_type"):
-                shapes[vi.name] = (_type_shape(vi.type), vi.type.tensor_type.elem_type)
+                shapes[vi.name] = (type_shape(vi.type), vi.type.tensor_type.elem_type)
         for t in g.initializer:
             shapes.setdefault(t.name, (tuple(t.dims), t.data_type))
         stack += [a.g for n in g.node for a in n.attribute if a.HasField("g")]
@@ -189,7 +239,7 @@ def _infer_node(node, light, opset, shapes, values) -> None:
     except Exception:  # noqa: BLE001 - inference is a hint
         return
     for name, tp in out.items():
-        shape = _type_shape(tp)
+        shape = type_shape(tp)
         old = shapes.get(name, (None, 0))
         elem = tp.tensor_type.elem_type if tp.HasField("tensor_type") else 0
         if _full(shape) and not _full(old[0]) or (old[0] is None and shape is not None):

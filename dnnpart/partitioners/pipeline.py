@@ -11,7 +11,8 @@ only accepts strict improvements.
 The cost model is :func:`dnnpart.problem.pipeline_problem_of`: on a profiled graph
 (:attr:`Problem.profile`) the devices are the file's accelerators and CPU cores (or ``-k``
 accelerators) and the objective is exactly the paper's max-load; on an ONNX model,
-compute time is ``2 * MACs / speed`` per device, a layer's output costs
+compute time is the time model's (:mod:`dnnpart.problem._time`: ``2 * MACs / speed``, or
+the layer's bytes over the memory bandwidth when longer) per device, a layer's output costs
 ``latency + bytes / bandwidth`` to send, and memory is the device's; devices of equal
 speed and memory are interchangeable, and the DP chooses which device takes which stage.
 """

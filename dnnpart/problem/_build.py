@@ -63,6 +63,8 @@ class _NeuronBuilder:
         self.elements: list[np.ndarray] = []
         self.bytes: list[np.ndarray] = []
         self.params: list[np.ndarray] = []
+        self.traffic: list[np.ndarray] = []
+        self.more_traffic: list[tuple[np.ndarray, float]] = []  # (vertices, bytes each)
         self.rows: list[np.ndarray] = []
         self.cols: list[np.ndarray] = []
         self.vals: list[np.ndarray] = []
@@ -124,7 +126,7 @@ class _NeuronBuilder:
         self.pin_rows.append(np.array([self.first_net[name]]))
         self.pin_cols.append(np.array([consumer]))
 
-    def group(self, name, count, *, balanced, weight, elements, nbytes, params) -> int:
+    def group(self, name, count, *, balanced, weight, elements, nbytes, params, traffic=0.0):
         start = self.offsets[-1]
         self.offsets.append(start + count)
         self.names.append(name)
@@ -134,6 +136,7 @@ class _NeuronBuilder:
             (self.elements, elements),
             (self.bytes, nbytes),
             (self.params, params),
+            (self.traffic, traffic),
         ):
             store.append(np.broadcast_to(np.asarray(value, dtype=np.float64), (count,)).copy())
         return start
@@ -166,6 +169,7 @@ class _NeuronBuilder:
             elements=out_elems,
             nbytes=out_bytes,
             params=layer.param_bytes,
+            traffic=layer.memory_traffic,
         )
         for name in dict.fromkeys([t.name for t in layer.inputs] + list(layer.captured)):
             space = self.spaces.get(name)
@@ -195,6 +199,7 @@ class _NeuronBuilder:
             elements=per,
             nbytes=per * _bytes_per_element(out),
             params=layer.param_bytes / neurons,
+            traffic=layer.memory_traffic / neurons,
         )
         src_name = layer.inputs[0].name if layer.inputs else None
         if space is not None:
@@ -232,6 +237,7 @@ class _NeuronBuilder:
         is read where neuron ``c`` of the lead lives."""
         names = [t.name for t in layer.inputs if t.name in self.spaces]
         lead = self.spaces[names[0]]
+        self.more_traffic.append((lead.vertices, layer.memory_traffic / lead.count))
         for name in names[1:]:
             other = self.spaces[name]
             if other.offset != lead.offset:
@@ -310,6 +316,7 @@ def layer_problem(
         elements=out_elems,
         nbytes=out_bytes,
         params=[layer.param_bytes for layer in graph.layers],
+        traffic=[layer.memory_traffic for layer in graph.layers],
     )
     src, dst, val = [], [], []
     for i, layer in enumerate(graph.layers):
@@ -370,6 +377,9 @@ def _finish(
             elements=_counts(cat([p[1] for p in b.net_parts])),
             nbytes=_counts(cat([p[2] for p in b.net_parts])),
         )
+    traffic = cat(b.traffic) if b.traffic else np.zeros(0)
+    for vertices, each in b.more_traffic:  # layers that follow a split add no vertex
+        np.add.at(traffic, vertices, each)
     return Problem(
         synapses=synapses,
         vertex_weight=cat(b.weight) if b.weight else np.zeros(0),
@@ -389,4 +399,5 @@ def _finish(
         devices=devices,
         weight_unit=unit,
         profile=profile,
+        memory_traffic=traffic,
     )

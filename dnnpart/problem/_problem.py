@@ -66,6 +66,9 @@ class Problem:
         Bytes of each vertex's output (elements times dtype size); ``volume_bytes``.
     param_bytes : ndarray, shape (n,)
         Bytes of the parameters (weights, bias) a vertex needs on its device.
+    memory_traffic : ndarray, shape (n,)
+        Bytes a vertex reads and writes in its device's memory per sample (its inputs,
+        parameters and outputs); the time model's memory term (:mod:`._time`). Default 0.
     layer_names : tuple of str
         One name per group, for messages and reports.
     weight_unit : {"macs", "seconds"}
@@ -103,6 +106,7 @@ class Problem:
     extra: dict[str, Any] = field(default_factory=dict)
     nets: Nets | None = None
     profile: Profile | None = None
+    memory_traffic: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.synapses.shape[0]
@@ -144,6 +148,11 @@ class Problem:
         if self.param_bytes is None:
             _set(self, "param_bytes", np.zeros(n, dtype=np.int64))
         _set(self, "param_bytes", np.asarray(self.param_bytes, dtype=np.int64))
+        if self.memory_traffic is None:
+            _set(self, "memory_traffic", np.zeros(n))
+        _set(self, "memory_traffic", np.asarray(self.memory_traffic, dtype=np.float64))
+        if self.memory_traffic.shape != (n,) or not np.all(self.memory_traffic >= 0):
+            raise UsageError("memory_traffic must hold one non-negative value per vertex")
         if not self.layer_names:
             _set(self, "layer_names", tuple(f"layer{g}" for g in range(num_layers)))
         if self.nets is not None:

@@ -5,8 +5,9 @@ Two sources of layer problems, one cost model (:mod:`dnnpart.problem._pipeline`)
 * a graph imported from a profiled JSON file carries a :class:`Profile` (the file's
   per-node times, memory, colour classes and devices); its problem keeps it in
   :attr:`Problem.profile` and the devices are the file's accelerators and CPU cores;
-* any other layer graph: compute time is ``2 * MACs / speed`` per device, a layer's output
-  costs ``latency + bytes / bandwidth`` to send, memory is the device's.
+* any other layer graph: compute time is the time model's (:mod:`._time`: ``2 * MACs /
+  speed``, or the bytes it moves over the memory bandwidth when longer) per device, a
+  layer's output costs ``latency + bytes / bandwidth`` to send, memory is the device's.
 
 The pipeline partitioner minimises :func:`pipeline_problem_of`'s max-load; scoring reports
 it for profiled problems (the paper's objective, exactly).
@@ -22,6 +23,7 @@ from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.importers._tarnawski import ProfiledGraph
 from dnnpart.problem._pipeline import PipelineProblem, heterogeneous_problem, tarnawski_problem
+from dnnpart.problem._time import seconds
 
 __all__ = ["Profile", "pipeline_problem_of", "layer_group"]
 
@@ -74,8 +76,9 @@ def pipeline_problem_of(problem) -> tuple[PipelineProblem, slice, np.ndarray]:
     devices = problem.devices if problem.devices is not None else DeviceSet.identical(problem.k)
     syn = problem.synapses[sl, :][:, sl].tocoo()
     work = problem.vertex_weight[sl]
-    factor = 2.0 if problem.weight_unit == "macs" else 1.0
-    times = factor * work[None, :] / devices.speeds[:, None]
+    traffic = problem.memory_traffic[sl]
+    every = np.arange(devices.k)[:, None]
+    times = seconds(problem, devices, work[None, :], traffic[None, :], every)
     link = devices.default_link
     out_bytes = problem.activation_bytes[sl].astype(float)
     has_out = np.zeros(len(work), bool)

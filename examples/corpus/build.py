@@ -208,6 +208,35 @@ def build_torch(out: Path) -> None:
         print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
 
 
+def build_loop(out: Path) -> None:
+    """A scripted while loop: its trip count comes from the data (a Loop whose condition
+    is computed in its body), as torch.onnx writes it for ``torch.jit.script``."""
+    import torch
+
+    torch.manual_seed(0)
+
+    class Halve(torch.nn.Module):
+        """Halve x (a linear map, 0.5 I) until its squared norm falls under 1."""
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8, bias=False)
+            with torch.no_grad():
+                self.lin.weight.copy_(0.5 * torch.eye(8))
+
+        def forward(self, x):
+            while bool((x * x).sum() > 1.0):
+                x = self.lin(x)
+            return x
+
+    path = out / "loop.onnx"
+    sample = np.full((1, 8), 4.0, dtype=np.float32)  # 4 trips: 128 -> 32 -> 8 -> 2 -> 0.5
+    model = torch.jit.script(Halve())
+    _export(torch, model, (torch.from_numpy(sample),), ["x"], {"x": {0: "batch"}}, path)
+    _sample(path, x=sample)
+    print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
+
+
 def copy_wheel_models(out: Path) -> None:
     """Models shipped inside the onnx wheel (its 'light' backend-test models), with
     trained-looking weights in place of their constant fills (``tests/models.py``)."""
@@ -233,4 +262,5 @@ if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
     os.makedirs(out, exist_ok=True)
     build_torch(out)
+    build_loop(out)
     copy_wheel_models(out)
