@@ -60,6 +60,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+_OBJECTIVE_OPTION = click.option(
+    "--objective",
+    type=click.Choice(["throughput", "latency", "volume"]),
+    default="throughput",
+    show_default=True,
+    help="What layer placement minimises and rows are ranked by: pipelined time per sample, "
+    "one sample's makespan, or bytes sent (layer partitioners never do worse than vertical).",
+)
+
+
 def handle_errors(func):
     """Turn typed library errors into one line on stderr and the error's exit code."""
 
@@ -295,6 +305,7 @@ def _print_import(doc) -> None:
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
+@_OBJECTIVE_OPTION
 @click.option(
     "--imbalance",
     type=float,
@@ -319,6 +330,7 @@ def partition_cmd(
     granularity,
     prune,
     refine,
+    objective,
     imbalance,
     seed,
     options,
@@ -369,6 +381,7 @@ def partition_cmd(
             imbalance=imbalance,
             seed=seed,
             options=options,
+            objective=objective,
             progress=status,
         )
     if output:
@@ -658,6 +671,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
     help="Device file (TOML); k defaults to its device count.",
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
+@_OBJECTIVE_OPTION
 @click.option("--imbalance", type=float, default=0.03, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -700,6 +714,7 @@ def leaderboard_cmd(
     granularity,
     devices_file,
     prune,
+    objective,
     imbalance,
     seed,
     timeout,
@@ -718,8 +733,9 @@ def leaderboard_cmd(
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
-    Rows are ranked by latency (time per sample at layer granularity) with every figure
-    also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
+    Rows that fit in memory and are balanced come first, ranked by --objective (time
+    per sample by default; rows within 1 %% share a rank; others are marked), with every
+    figure also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
     of time fails only its own row. The table goes to stdout (JSON with --json), progress
     to stderr; -o writes a self-contained HTML report, Markdown, JSON or CSV.
 
@@ -761,6 +777,7 @@ def leaderboard_cmd(
                 granularity=("neuron", "layer") if granularity == "both" else granularity,
                 devices=devices,
                 prune=prune,
+                objective=objective,
                 imbalance=imbalance,
                 seed=seed,
                 timeout=timeout,
