@@ -482,6 +482,67 @@ def _memory_fits(plan) -> str:
     return "yes" if any(d["memory"] is not None for d in devices) else ""
 
 
+@main.command("profile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--devices",
+    "devices_file",
+    type=click.Path(dir_okay=False),
+    help="Device file (TOML): speeds scale the measured times, links give transfer costs.",
+)
+@click.option(
+    "--reference",
+    help="The device of the file this machine stands for [default: the first].",
+)
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+@click.option("--runs", type=int, default=10, show_default=True, help="Measured runs (median).")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Unmeasured runs first.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-layer times as JSON.")
+@_shape_options
+@handle_errors
+def profile_cmd(
+    model, devices_file, reference, threads, runs, warmup, output, force, as_json,
+    input_shapes, dims, sample,
+):  # fmt: skip
+    """Measure each layer of MODEL with onnxruntime and write a profiled graph.
+
+    The output (the profiled-graph JSON of docs/formats.md, times in seconds) is what
+    `partition`, `leaderboard` and `pipeline` plan with instead of FLOP counts.
+    """
+    from dnnpart._output import check_output, write_text
+    from dnnpart.devices import DeviceSet
+    from dnnpart.importers._ort_profile import profile_layers, profiled_json
+
+    devices = DeviceSet.from_toml(devices_file) if devices_file else None
+    check_output(output, force=force)
+    console = _stderr_console()
+    with _Busy(console, f"profiling {model}"):
+        times = profile_layers(
+            model, runs=runs, warmup=warmup, threads=threads,
+            **_load_options(input_shapes, dims, sample),
+        )  # fmt: skip
+        doc = profiled_json(times, devices, reference)
+    write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    layers = [
+        {"name": n["name"], "seconds": n["fpgaLatency"], "memory_bytes": n["size"]}
+        for n in doc["nodes"]
+    ]
+    total = float(times.seconds.sum())
+    if as_json:
+        _emit_json({"layers": layers, "layer_seconds": total, "run_seconds": times.run_seconds,
+                    "output": output})  # fmt: skip
+    else:
+        for layer in sorted(layers, key=lambda x: -x["seconds"])[:15]:
+            click.echo(f"{layer['seconds'] * 1e3:10.3f} ms  {layer['name']}")
+        click.echo(
+            f"{len(layers)} layers: {total * 1e3:.3f} ms in layers, "
+            f"{times.run_seconds * 1e3:.3f} ms per run (median of {runs})"
+        )
+    console.print(f"wrote {output}; plan with: dnnpart partition {output}", highlight=False)
+
+
 @main.command("show")
 @click.argument("plan", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the split as JSON on stdout.")
