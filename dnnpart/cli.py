@@ -307,6 +307,12 @@ def _print_import(doc) -> None:
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
 @_OBJECTIVE_OPTION
 @click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Plan on the layer times `dnnpart profile` measured for MODEL (same shapes).",
+)
+@click.option(
     "--imbalance",
     type=float,
     default=0.03,
@@ -331,6 +337,7 @@ def partition_cmd(
     prune,
     refine,
     objective,
+    profile_file,
     imbalance,
     seed,
     options,
@@ -368,6 +375,10 @@ def partition_cmd(
     console = _stderr_console()
     with _Busy(console, f"importing {model}") as status:
         graph = load(model, **_load_options(input_shapes, dims, sample))
+        if profile_file:
+            from dnnpart.importers._ort_profile import read_profile, with_profile
+
+            graph = with_profile(graph, read_profile(profile_file))
         if k is None and devices is None and graph.profile is None:
             raise UsageError("give -k N or --devices FILE")
         plan = partition(

@@ -31,7 +31,7 @@ from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
 
-__all__ = ["LayerTimes", "profile_layers", "profiled_json"]
+__all__ = ["LayerTimes", "profile_layers", "profiled_json", "with_profile", "read_profile"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,3 +252,45 @@ def profiled_json(
             "reference": names[ref],
         },
     }
+
+
+def with_profile(graph: LayerGraph, doc: dict) -> LayerGraph:
+    """``graph`` (an ONNX model) planning on the measured times of ``doc``
+    (:func:`profiled_json` of the same model and input shapes): its problems then weigh
+    each layer by its time, as a profiled graph's do, and export still has the model.
+
+    Raises
+    ------
+    UsageError
+        ``doc`` has another number of layers, or other op names in another order.
+    """
+    from dnnpart.importers._tarnawski import parse_profiled_graph
+
+    prof = parse_profiled_graph(json.dumps(doc), source="profile")
+    if prof.num_nodes != len(graph.layers):
+        raise UsageError(
+            f"the profile has {prof.num_nodes} layers, the model {len(graph.layers)}: "
+            "profile the same model with the same input shapes"
+        )
+    if list(prof.ids) != list(range(prof.num_nodes)):
+        raise UsageError("the profile's node ids must be the layers' positions 0, 1, ...")
+    graph.profile = prof
+    graph.profile_order = np.arange(prof.num_nodes, dtype=np.int64)
+    return graph
+
+
+def read_profile(path: str | os.PathLike) -> dict:
+    """A profile file as a dict (checked by :func:`with_profile` when attached)."""
+    from dnnpart.errors import InvalidModelError
+    from dnnpart.importers._tarnawski import MAX_PROFILE_BYTES
+
+    p = Path(path)
+    if p.stat().st_size > MAX_PROFILE_BYTES:
+        raise UsageError(f"{path}: a profile over {MAX_PROFILE_BYTES >> 20} MiB")
+    try:
+        doc = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidModelError(f"{path}: not a profile JSON file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InvalidModelError(f"{path}: not a profile JSON file (top level is not an object)")
+    return doc

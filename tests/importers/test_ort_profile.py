@@ -126,3 +126,25 @@ def test_layer_times_add_up_to_a_whole_model_run(resnet):
         if abs(ratios[-1] - 1) <= 0.10:
             break
     assert min(abs(r - 1) for r in ratios) <= 0.10, ratios
+
+
+def test_an_onnx_plan_on_measured_times_exports(resnet, times, tmp_path):
+    out = tmp_path / "p.json"
+    out.write_text(json.dumps(profiled_json(times)))
+    plan_file = tmp_path / "plan.json"
+    args = ["partition", resnet, "--profile", str(out), "-k", "2", "-p", "pipeline"]
+    res = CliRunner().invoke(main, [*args, "-o", str(plan_file), "--json"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.stdout)["scores"]
+    # the plan's time is the measured one: the slower stage of the two
+    assert scores["max_load"] <= times.seconds.sum() + 1e-3
+    assert scores["max_load"] >= times.seconds.max() - 1e-12
+    res = CliRunner().invoke(main, ["export", resnet, str(plan_file), "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "other.json"
+    doc = profiled_json(times)
+    doc["nodes"] = doc["nodes"][:-1]
+    doc["edges"] = [e for e in doc["edges"] if e["destId"] < len(doc["nodes"])]
+    other.write_text(json.dumps(doc))
+    res = CliRunner().invoke(main, [*args[:2], "--profile", str(other), "-k", "2"])
+    assert res.exit_code == 2 and "profile has" in res.output
