@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from lb_rows import make_row
 
+from dnnpart.errors import UsageError
 from dnnpart.report import COLUMNS, best_values, flat_record, rank, rank_metric
 from dnnpart.report._rank import is_feasible, rank_text
 
@@ -172,3 +173,20 @@ def test_rank_by_the_chosen_objective(objective, order):
     assert rank_metric("layer", objective) == {
         "throughput": "time_per_sample_s", "latency": "latency_s", "volume": "volume_bytes"
     }[objective]  # fmt: skip
+
+
+def test_leaderboard_runs_and_ranks_on_the_objective():
+    from dnnpart.report import run_leaderboard
+
+    rows = run_leaderboard(
+        ["examples/mlp/mlp.onnx"], [2], ["vertical", "kl"], granularity="layer",
+        objective="volume", jobs=1,
+    )  # fmt: skip
+    assert {r.objective for r in rows} == {"volume"}
+    ranked = rank(rows)
+    values = [r.scores["volume_bytes"] for r in ranked]
+    assert values == sorted(values)
+    kl = next(r for r in ranked if r.partitioner == "kl")
+    assert kl.scores["volume_bytes"] <= kl.baseline["volume_bytes"]
+    with pytest.raises(UsageError, match="objective"):
+        run_leaderboard(["examples/mlp/mlp.onnx"], [2], ["vertical"], objective="cut")
