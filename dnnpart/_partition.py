@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from dnnpart.graph import LayerGraph
 from dnnpart.partitioners._base import instantiate
 from dnnpart.plugins import get_registry
 from dnnpart.problem import Problem, build_problem
+from dnnpart.problem._objective import check_objective
 from dnnpart.scoring import ratios, score
 
 __all__ = ["partition", "check_request"]
@@ -36,6 +38,7 @@ def partition(
     imbalance: float = 0.03,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    objective: str = "throughput",
     progress: Callable[[str], None] | None = None,
 ) -> Plan:
     """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
@@ -64,6 +67,10 @@ def partition(
         Seed of every random choice.
     options : dict, optional
         The partitioner's own parameters.
+    objective : {"throughput", "latency", "volume"}
+        What layer placement minimises: the pipelined time per sample, one sample's
+        makespan, or the bytes sent (:mod:`dnnpart.problem._objective`); every built-in
+        layer partitioner returns a split no worse than vertical on it.
     progress : callable, optional
         Called with the name of each step as it starts (pruning, building the problem,
         partitioning, scoring).
@@ -85,6 +92,7 @@ def partition(
         k=k, method=method, devices=devices, granularity=granularity, prune=prune,
         imbalance=imbalance, profiled=profiled,
     )  # fmt: skip
+    check_objective(objective)
     devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)
@@ -103,6 +111,7 @@ def partition(
             seed=seed,
             devices=devices,
         )
+        problem = dataclasses.replace(problem, objective=objective)
         say(f"partitioning with {method}")
         partitioner, labels, seconds = _run(problem, cls, method, options, refine)
     say("scoring")
@@ -128,6 +137,7 @@ def partition(
             # what the dead-neuron pass found (also in passes), for readers of old plans
             **({"dead_neurons": dead["neurons"]} if dead is not None else {}),
             "refine": refine,
+            "objective": objective,
             "options": partitioner.get_params(),
         },
         model=graph.path,

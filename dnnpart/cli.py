@@ -60,6 +60,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+_OBJECTIVE_OPTION = click.option(
+    "--objective",
+    type=click.Choice(["throughput", "latency", "volume"]),
+    default="throughput",
+    show_default=True,
+    help="What layer placement minimises and rows are ranked by: pipelined time per sample, "
+    "one sample's makespan, or bytes sent (layer partitioners never do worse than vertical).",
+)
+
+
 def handle_errors(func):
     """Turn typed library errors into one line on stderr and the error's exit code."""
 
@@ -295,6 +305,13 @@ def _print_import(doc) -> None:
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
 @click.option("--refine", is_flag=True, help="Refine with Kernighan-Lin/FM afterwards.")
+@_OBJECTIVE_OPTION
+@click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Plan on the layer times `dnnpart profile` measured for MODEL (same shapes).",
+)
 @click.option(
     "--imbalance",
     type=float,
@@ -319,6 +336,8 @@ def partition_cmd(
     granularity,
     prune,
     refine,
+    objective,
+    profile_file,
     imbalance,
     seed,
     options,
@@ -356,6 +375,10 @@ def partition_cmd(
     console = _stderr_console()
     with _Busy(console, f"importing {model}") as status:
         graph = load(model, **_load_options(input_shapes, dims, sample))
+        if profile_file:
+            from dnnpart.importers._ort_profile import read_profile, with_profile
+
+            graph = with_profile(graph, read_profile(profile_file))
         if k is None and devices is None and graph.profile is None:
             raise UsageError("give -k N or --devices FILE")
         plan = partition(
@@ -369,6 +392,7 @@ def partition_cmd(
             imbalance=imbalance,
             seed=seed,
             options=options,
+            objective=objective,
             progress=status,
         )
     if output:
@@ -467,6 +491,67 @@ def _memory_fits(plan) -> str:
         shown = ", ".join(over[:3]) + (f" +{len(over) - 3}" if len(over) > 3 else "")
         return f"[red]no: {escape(shown)}[/red]"
     return "yes" if any(d["memory"] is not None for d in devices) else ""
+
+
+@main.command("profile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--devices",
+    "devices_file",
+    type=click.Path(dir_okay=False),
+    help="Device file (TOML): speeds scale the measured times, links give transfer costs.",
+)
+@click.option(
+    "--reference",
+    help="The device of the file this machine stands for [default: the first].",
+)
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+@click.option("--runs", type=int, default=10, show_default=True, help="Measured runs (median).")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Unmeasured runs first.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-layer times as JSON.")
+@_shape_options
+@handle_errors
+def profile_cmd(
+    model, devices_file, reference, threads, runs, warmup, output, force, as_json,
+    input_shapes, dims, sample,
+):  # fmt: skip
+    """Measure each layer of MODEL with onnxruntime and write a profiled graph.
+
+    The output (the profiled-graph JSON of docs/formats.md, times in seconds) is what
+    `partition`, `leaderboard` and `pipeline` plan with instead of FLOP counts.
+    """
+    from dnnpart._output import check_output, write_text
+    from dnnpart.devices import DeviceSet
+    from dnnpart.importers._ort_profile import profile_layers, profiled_json
+
+    devices = DeviceSet.from_toml(devices_file) if devices_file else None
+    check_output(output, force=force)
+    console = _stderr_console()
+    with _Busy(console, f"profiling {model}"):
+        times = profile_layers(
+            model, runs=runs, warmup=warmup, threads=threads,
+            **_load_options(input_shapes, dims, sample),
+        )  # fmt: skip
+        doc = profiled_json(times, devices, reference)
+    write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    layers = [
+        {"name": n["name"], "seconds": n["fpgaLatency"], "memory_bytes": n["size"]}
+        for n in doc["nodes"]
+    ]
+    total = float(times.seconds.sum())
+    if as_json:
+        _emit_json({"layers": layers, "layer_seconds": total, "run_seconds": times.run_seconds,
+                    "output": output})  # fmt: skip
+    else:
+        for layer in sorted(layers, key=lambda x: -x["seconds"])[:15]:
+            click.echo(f"{layer['seconds'] * 1e3:10.3f} ms  {layer['name']}")
+        click.echo(
+            f"{len(layers)} layers: {total * 1e3:.3f} ms in layers, "
+            f"{times.run_seconds * 1e3:.3f} ms per run (median of {runs})"
+        )
+    console.print(f"wrote {output}; plan with: dnnpart partition {output}", highlight=False)
 
 
 @main.command("show")
@@ -658,6 +743,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
     help="Device file (TOML); k defaults to its device count.",
 )
 @click.option("--prune", type=float, help="Zero this fraction of smallest weights first.")
+@_OBJECTIVE_OPTION
 @click.option("--imbalance", type=float, default=0.03, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -700,6 +786,7 @@ def leaderboard_cmd(
     granularity,
     devices_file,
     prune,
+    objective,
     imbalance,
     seed,
     timeout,
@@ -718,8 +805,9 @@ def leaderboard_cmd(
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
-    Rows are ranked by latency (time per sample at layer granularity) with every figure
-    also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
+    Rows that fit in memory and are balanced come first, ranked by --objective (time
+    per sample by default; rows within 1 %% share a rank; others are marked), with every
+    figure also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
     of time fails only its own row. The table goes to stdout (JSON with --json), progress
     to stderr; -o writes a self-contained HTML report, Markdown, JSON or CSV.
 
@@ -761,6 +849,7 @@ def leaderboard_cmd(
                 granularity=("neuron", "layer") if granularity == "both" else granularity,
                 devices=devices,
                 prune=prune,
+                objective=objective,
                 imbalance=imbalance,
                 seed=seed,
                 timeout=timeout,

@@ -27,7 +27,7 @@ imbalance
     weight), ``imbalance_per_group`` lists every group (None where skipped) and
     ``imbalance_total`` treats all vertex weight as one group. ``targets`` are the device
     set's (speeds normalised to sum 1). ``neurons[g, d]`` counts vertices per group and
-    device (thesis Table 4.6).
+    device (thesis Table 4.6). ``balance_ok``: ``imbalance <= 1 + problem.imbalance``.
 memory_bytes
     Per device: ``param_bytes + activation_bytes`` of its vertices (one sample).
     ``memory_ok`` is true when no device exceeds its memory; ``memory_overflow`` lists the
@@ -77,8 +77,9 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.devices import DEFAULT_MEMORY_BANDWIDTH, DEFAULT_SPEED, Device, DeviceSet
+from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
+from dnnpart.problem._objective import LayerCosts, devices_of, makespan
 from dnnpart.problem._pipeline import max_load
 from dnnpart.problem._problem import Problem
 from dnnpart.problem._profile import pipeline_problem_of
@@ -121,6 +122,7 @@ class Scores:
     compute_s_per_group: list[float] | None
     transfer_s_per_group: list[float] | None
     max_load: float | None = None  # profiled graphs: the paper's max-load
+    balance_ok: bool | None = None  # imbalance within the problem's tolerance
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (arrays become lists, numpy scalars Python ones)."""
@@ -135,17 +137,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
-
-
-def _default_devices(problem: Problem) -> DeviceSet:
-    # Speeds follow the problem's targets so that balance means what the partitioner aimed at.
-    scale = problem.k * np.asarray(problem.targets)
-    return DeviceSet(
-        tuple(
-            Device(f"dev{i}", DEFAULT_SPEED * s, memory_bandwidth=DEFAULT_MEMORY_BANDWIDTH * s)
-            for i, s in enumerate(scale.tolist())
-        )
-    )
 
 
 def _row_blocks(indptr: np.ndarray, k: int):
@@ -187,7 +178,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
     Scores
     """
     labels = problem.validate(labels, who="labels")
-    devices = _default_devices(problem) if devices is None else devices
+    devices = devices_of(problem) if devices is None else devices
     if not isinstance(devices, DeviceSet):
         raise UsageError(f"devices must be a DeviceSet, got {type(devices).__name__}")
     k = problem.k
@@ -230,6 +221,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         compute_s_per_group=compute_s,
         transfer_s_per_group=transfer_s,
         max_load=_max_load(problem, labels),
+        balance_ok=bool(balance.worst <= 1 + problem.imbalance + 1e-9),
     )
 
 
@@ -237,8 +229,8 @@ class _Traffic:
     """Cut, volume, messages and per-link bytes: one pass over row blocks of the nets.
 
     At neuron level it also keeps the bytes per (first consuming group, sender, receiver)
-    for the latency (:meth:`group_links`); at layer level the link time each device sends
-    and receives (``send``, ``recv``).
+    for the latency (:meth:`group_links`); the layer-level loads come from
+    :class:`~dnnpart.problem._objective.LayerCosts`.
     """
 
     def __init__(self, problem: Problem, labels: np.ndarray, bw: np.ndarray, lat: np.ndarray):
@@ -262,8 +254,6 @@ class _Traffic:
         g_bytes = np.zeros(L * k * k if dense_links else 0)
         g_count = np.zeros_like(g_bytes)
         g_parts: list[tuple[np.ndarray, np.ndarray]] = []
-        send = np.zeros(k)
-        recv = np.zeros(k)
         for r0, r1 in _row_blocks(indptr, k):
             lo, hi = int(indptr[r0]), int(indptr[r1])
             if hi == lo:
@@ -301,13 +291,9 @@ class _Traffic:
                 else:
                     ukey, inv = np.unique(key, return_inverse=True)
                     g_parts.append((ukey, np.bincount(inv, weights=nbytes)))
-            else:
-                t = lat[a, b] + nbytes / bw[a, b]
-                send += np.bincount(a, weights=t, minlength=k)
-                recv += np.bincount(b, weights=t, minlength=k)
         self.cut = cut if cut_here else _cut(S, lab32, k)
         self.volume, self.volume_bytes, self.messages = volume, volume_bytes, messages
-        self.traffic, self.send, self.recv = traffic, send, recv
+        self.traffic = traffic
         self._g_bytes, self._g_count, self._g_parts = g_bytes, g_count, g_parts
 
     def group_links(self) -> tuple[np.ndarray, np.ndarray]:
@@ -359,10 +345,10 @@ def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads
         np.maximum.at(transfer, used // (k * k), lat.ravel()[link] + used_bytes / bw.ravel()[link])
         latency = float(compute.sum() + transfer.sum())
         return latency, None, compute.tolist(), transfer.tolist()
-    vtime = seconds(problem, devices, problem.vertex_weight, problem.memory_traffic, labels)
-    latency = _makespan(problem, labels, vtime, bw, lat)
-    dev_compute = np.bincount(labels, weights=vtime, minlength=k)
-    return latency, float(np.max(dev_compute + comm.send + comm.recv)), None, None
+    costs = LayerCosts(problem, devices=devices)
+    vtime = costs.vertex_times(labels)
+    latency = makespan(problem, labels, vtime, bw, lat)
+    return latency, float(costs.device_loads(labels).max()), None, None
 
 
 def _max_load(problem: Problem, labels: np.ndarray) -> float | None:
@@ -373,44 +359,6 @@ def _max_load(problem: Problem, labels: np.ndarray) -> float | None:
     assignment = np.empty(len(order), dtype=np.int64)
     assignment[order] = labels[sl]
     return float(max_load(pp, assignment))
-
-
-def _makespan(
-    problem: Problem, labels: np.ndarray, vtime: np.ndarray, bw: np.ndarray, lat: np.ndarray
-) -> float:
-    """Single-sample makespan of the layer DAG (see the module docstring)."""
-    n = problem.num_vertices
-    if n == 0:
-        return 0.0
-    S = problem.synapses
-    nonempty = np.flatnonzero(np.diff(S.indptr))
-    if nonempty.size:
-        first_consumer = np.minimum.reduceat(S.indices, S.indptr[nonempty])
-        if np.any(first_consumer <= nonempty):
-            raise UsageError(
-                "layer-level problem: vertices must be in topological order (u < v for "
-                "every edge u -> v)"
-            )
-    # arrive[d, u]: delay between u finishing and its output being usable on device d
-    # (a k x n table, so the sequential loop below only gathers and takes maxima).
-    arrive = lat[labels, :].T + problem.activation_bytes / bw[labels, :].T
-    arrive[labels, np.arange(n)] = 0.0
-    T = S.tocsc()  # predecessor lists
-    pred, ptr = T.indices, T.indptr.tolist()
-    finish = np.zeros(n)
-    free = [0.0] * problem.k
-    lab = labels.tolist()
-    vt = vtime.tolist()
-    for v in range(n):
-        d = lab[v]
-        start = free[d]
-        lo, hi = ptr[v], ptr[v + 1]
-        if hi > lo:
-            p = pred[lo:hi]
-            start = max(start, float((finish[p] + arrive[d, p]).max()))
-        finish[v] = start + vt[v]
-        free[d] = finish[v]
-    return float(finish.max())
 
 
 _RATIO_KEYS = (

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from dnnpart.errors import UsageError
 from dnnpart.partitioners._base import Boolean, Choice, Integer, Partitioner, with_params_of
 from dnnpart.partitioners._kick import ILS_MAX_RESTARTS, ILS_PIN_BUDGET, kick
+from dnnpart.partitioners._objective import layer_objective
 from dnnpart.problem._helpers import free_sources, is_balanced, place_free_sources
 from dnnpart.problem._problem import Problem
 from dnnpart.problem._rebalance import rebalance
@@ -463,6 +464,7 @@ class KLPartitioner(Partitioner):
 
         return MetisPartitioner()
 
+    @layer_objective
     def partition(self, problem: Problem) -> np.ndarray:
         self.checked_params()
         start = self._start()

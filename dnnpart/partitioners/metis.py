@@ -29,6 +29,7 @@ import numpy as np
 from dnnpart._notes import note
 from dnnpart.errors import DnnpartError, ResourceLimitError
 from dnnpart.partitioners._base import Boolean, Choice, Integer, Partitioner, with_params_of
+from dnnpart.partitioners._objective import layer_objective
 from dnnpart.partitioners._stdio import c_stdout_to_stderr
 from dnnpart.problem._problem import Problem
 from dnnpart.problem._rebalance import rebalance
@@ -193,6 +194,7 @@ class MetisPartitioner(Partitioner):
         self.repair = repair
         self.max_constraints = max_constraints
 
+    @layer_objective
     def partition(self, problem: Problem) -> np.ndarray:
         p = self.checked_params()
         objective, seed = p["objective"], p["seed"]

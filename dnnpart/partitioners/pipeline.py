@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dnnpart.partitioners._base import Boolean, Integer, Partitioner, with_params_of
+from dnnpart.partitioners._objective import on_objective
 from dnnpart.partitioners._pipeline_dp import MAX_IDEALS, pipeline_dp
 from dnnpart.partitioners._pipeline_refine import refine
 from dnnpart.problem._helpers import place_unbalanced
@@ -61,7 +62,14 @@ class PipelinePartitioner(Partitioner):
             assignment = np.asarray(refine(pp, assignment, seed=problem.seed).assignment)
         labels = np.zeros(problem.num_vertices, dtype=np.int64)
         labels[sl] = assignment[order]
-        return place_unbalanced(problem, labels)
+        labels = place_unbalanced(problem, labels)
+        if problem.objective is None:
+            return labels
+        # the DP is optimal over contiguous splits for throughput: non-contiguous moves
+        # only when asked (refine) or for another objective
+        return on_objective(
+            problem, labels, refine=p["refine"] or problem.objective != "throughput"
+        )
 
 
 @with_params_of(PipelinePartitioner)

@@ -41,6 +41,7 @@ from dnnpart.partitioners._base import (
     Partitioner,
     with_params_of,
 )
+from dnnpart.partitioners._objective import layer_objective
 from dnnpart.problem._assign import assign_or_none, transport_assign
 from dnnpart.problem._helpers import contiguous_slices, loose_note, place_unbalanced
 from dnnpart.problem._problem import Problem
@@ -296,6 +297,7 @@ class SpectralPartitioner(Partitioner):
         self.eigen_solver = eigen_solver
         self.tol = tol
 
+    @layer_objective
     def partition(self, problem: Problem) -> np.ndarray:
         p = self.checked_params()
         cluster, n_init, center, tol = p["cluster"], p["n_init"], p["center"], p["tol"]

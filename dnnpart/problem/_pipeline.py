@@ -227,9 +227,8 @@ def tarnawski_problem(graph: ProfiledGraph, num_accelerators=None, num_cpus=None
     """
     a = graph.max_fpgas if num_accelerators is None else num_accelerators
     c = graph.max_cpus if num_cpus is None else num_cpus
-    acc = DeviceClass(
-        "accelerator", a, graph.fpga_time, graph.max_size_per_fpga, True, graph.supported_on_fpga
-    )
+    memory = graph.max_size_per_fpga if graph.max_size_per_fpga > 0 else np.inf  # 0: unlimited
+    acc = DeviceClass("accelerator", a, graph.fpga_time, memory, True, graph.supported_on_fpga)
     cpu = DeviceClass("cpu", c, graph.cpu_time, np.inf, False, None)
     return PipelineProblem(
         graph.src,

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dnnpart.errors import PartitionerAnswerError, UsageError
+from dnnpart.problem._objective import check_objective
 
 if TYPE_CHECKING:
     from dnnpart.problem._profile import Profile
@@ -85,6 +86,10 @@ class Problem:
         What really travels, when it differs from "each vertex's output, whole, to every
         device with a consumer" (see :class:`Nets`); scoring counts ``volume`` over these.
         None: one net per vertex, its pins the vertex's consumers in ``synapses``.
+    objective : {"throughput", "latency", "volume"} or None
+        What layer placement minimises (:mod:`dnnpart.problem._objective`); built-in
+        layer partitioners then return a split no worse than vertical on it. None (a bare
+        problem): each partitioner's own objective. :func:`dnnpart.partition` sets it.
     """
 
     synapses: sp.csr_array
@@ -107,6 +112,7 @@ class Problem:
     nets: Nets | None = None
     profile: Profile | None = None
     memory_traffic: np.ndarray | None = None
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         n = self.synapses.shape[0]
@@ -130,6 +136,8 @@ class Problem:
             raise UsageError(f"imbalance must be >= 0, got {self.imbalance!r}")
         if self.granularity not in GRANULARITIES:
             raise UsageError(f"granularity must be one of {GRANULARITIES}")
+        if self.objective is not None:
+            check_objective(self.objective)
         if self.vertex_weight.shape != (n,):
             raise UsageError("vertex_weight must hold one value per vertex")
         offs = self.layer_offsets

@@ -72,7 +72,18 @@ def pipeline_problem_of(problem) -> tuple[PipelineProblem, slice, np.ndarray]:
     """
     sl = problem.layer_slice(layer_group(problem))
     if problem.profile is not None:
-        return problem.profile.pipeline(problem.k), sl, np.asarray(problem.profile.order)
+        order = np.asarray(problem.profile.order)
+        prof, devices = problem.profile.graph, problem.devices
+        if devices is None or prof.max_cpus or np.all(devices.speeds == devices.speeds[0]):
+            return problem.profile.pipeline(problem.k), sl, order
+        # devices of other speeds (a profile made by ``dnnpart profile``): the file's times
+        # are those of the fastest device, a device of speed s takes time * max / s
+        times = prof.fpga_time[None, :] * (devices.speeds.max() / devices.speeds)[:, None]
+        pipeline = heterogeneous_problem(
+            times, prof.src, prof.dst, prof.out_cost, memory=devices.memories, size=prof.size,
+            group=prof.color_class, names=list(devices.names),
+        )  # fmt: skip
+        return pipeline, sl, order
     devices = problem.devices if problem.devices is not None else DeviceSet.identical(problem.k)
     syn = problem.synapses[sl, :][:, sl].tocoo()
     work = problem.vertex_weight[sl]

@@ -1,16 +1,26 @@
-"""Rank leaderboard rows: by the time a user feels, with every figure against vertical.
+"""Rank leaderboard rows: feasible first, then by the user's objective, with ties.
 
 Within each (model, granularity, k) the rows that ran are ordered by
 
-* ``latency_s`` at neuron granularity (layer-synchronous latency of one sample), or
-* ``time_per_sample_s`` at layer granularity (the pipelined time per sample, Tarnawski et
-  al. 2020; ``latency_s`` when a scorer gives none),
+1. feasibility: a row is *feasible* when every device holds its part (``memory_ok``) and
+   the split is balanced -- within the run's tolerance (``balance_ok``) or no worse than
+   the vertical baseline of the same problem (coarse layers may make the tolerance
+   unreachable for every split). At layer granularity the time objectives need no balance:
+   they charge each device its load already (see :mod:`dnnpart.problem._objective`);
+   infeasible rows are ranked after every feasible one and marked (``feasible`` False);
+2. the objective (``objective=`` or the row's own, default ``throughput``): the pipelined
+   time per sample at layer granularity (the paper's ``max_load`` on profiled graphs;
+   ``latency_s`` when a scorer gives none), the layer-synchronous ``latency_s`` at neuron
+   granularity; ``latency`` ranks by ``latency_s``, ``volume`` by ``volume_bytes``;
+3. ties: a row within :data:`TIE_RTOL` (1 %) of the first row of its rank shares that rank
+   (ranks 1, 1, 3, ...: differences in the fourth digit of a time are noise, not a
+   ranking); within a rank and on equal figures, ``volume_bytes``, ``imbalance``, then the
+   name order the rows, so the order is total and reproducible.
 
-ties broken by ``volume_bytes``, then ``imbalance``, then name, so the order is total and
-reproducible. Rows that failed, timed out or were skipped come last without a rank. Every
-figure is also given as a ratio to the vertical baseline of the same problem (the thesis'
-"overall reduce" is ``1 - ratio``), taken from the row's own ``ratios``: the baseline is
-scored in the same run, so a ratio exists even when ``vertical`` is not on the board.
+Rows that failed, timed out or were skipped come last without a rank. Every figure is also
+given as a ratio to the vertical baseline of the same problem (the thesis' "overall reduce"
+is ``1 - ratio``), taken from the row's own ``ratios``: the baseline is scored in the same
+run, so a ratio exists even when ``vertical`` is not on the board.
 
 :data:`COLUMNS` is the one list of figures every renderer shows (lower is better for all
 of them); :func:`best_values` gives the best of each column in a group, for highlighting.
@@ -23,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dnnpart.problem._objective import check_objective, objective_score
 from dnnpart.report._rows import Row
 
 __all__ = [
@@ -31,6 +42,9 @@ __all__ = [
     "rank",
     "rank_metric",
     "rank_label",
+    "rank_text",
+    "is_feasible",
+    "TIE_RTOL",
     "group_rows",
     "columns_for",
     "best_values",
@@ -38,29 +52,61 @@ __all__ = [
 ]
 
 
-def rank_metric(granularity: str) -> str:
-    """The score key rows are ranked by at this granularity."""
-    return "time_per_sample_s" if granularity == "layer" else "latency_s"
+TIE_RTOL = 0.01  # rows within 1 % of their rank's first row share its rank
 
 
-def rank_label(granularity: str) -> str:
+def rank_metric(granularity: str, objective: str | None = None) -> str:
+    """The score key rows are ranked by at this granularity for ``objective``."""
+    objective = check_objective(objective or "throughput")
+    if objective == "throughput":
+        return "time_per_sample_s" if granularity == "layer" else "latency_s"
+    return "latency_s" if objective == "latency" else "volume_bytes"
+
+
+def rank_label(granularity: str, objective: str | None = None) -> str:
     """What rows are ranked by, for people (the column label of :func:`rank_metric`)."""
-    key = rank_metric(granularity)
+    key = rank_metric(granularity, objective)
     return next(c.label for c in COLUMNS if c.key == key)
 
 
-def _metric_value(row: Row) -> float | None:
+def _objective(row: Row, objective: str | None) -> str:
+    return objective or getattr(row, "objective", None) or "throughput"
+
+
+def _metric_value(row: Row, objective: str | None = None) -> float | None:
     if row.scores is None:
         return None
-    value = row.scores.get(rank_metric(row.granularity))
-    return row.scores.get("latency_s") if value is None else value
+    return objective_score(row.scores, _objective(row, objective))
 
 
-def _metric_ratio(row: Row) -> float | None:
+def _metric_ratio(row: Row, objective: str | None = None) -> float | None:
     if row.ratios is None:
         return None
-    value = row.ratios.get(rank_metric(row.granularity))
-    return row.ratios.get("latency_s") if value is None else value
+    return objective_score(row.ratios, _objective(row, objective))
+
+
+def is_feasible(row: Row, objective: str | None = None) -> bool:
+    """Memory holds and the split is balanced (module docstring); False for rows that
+    did not run."""
+    scores = row.scores
+    if row.status != "ok" or scores is None or scores.get("memory_ok") is False:
+        return False
+    if row.granularity == "layer" and _objective(row, objective) != "volume":
+        return True
+    if scores.get("balance_ok"):
+        return True
+    imbalance, base = scores.get("imbalance"), (row.baseline or {}).get("imbalance")
+    if imbalance is None:
+        return True
+    return base is not None and imbalance <= base * (1 + 1e-9)
+
+
+def rank_text(row: Row) -> str:
+    """The rank as printed: ``-`` for rows that did not run, ``✗`` after an infeasible
+    row's rank."""
+    if row.rank is None:
+        return "-"
+    return f"{row.rank}" if row.feasible is not False else f"{row.rank} ✗"
 
 
 def _score(key: str) -> Callable[[Row], Any]:
@@ -122,12 +168,13 @@ def columns_for(granularity: str) -> list[Column]:
     return [c for c in COLUMNS if granularity == "layer" or not c.layer_only]
 
 
-def _key(row: Row) -> tuple:
+def _key(row: Row, objective: str | None) -> tuple:
     inf = float("inf")
-    metric = _metric_value(row)
+    metric = _metric_value(row, objective)
     volume = row.scores.get("volume_bytes") if row.scores else None
     imbalance = row.scores.get("imbalance") if row.scores else None
     return (
+        not is_feasible(row, objective),
         inf if metric is None else metric,
         inf if volume is None else volume,
         inf if imbalance is None else imbalance,
@@ -147,22 +194,31 @@ def group_rows(rows: Iterable[Row]) -> dict[tuple[str, str, int], list[Row]]:
     return {key: groups[key] for key in order}
 
 
-def rank(rows: Sequence[Row]) -> list[Row]:
+def rank(rows: Sequence[Row], objective: str | None = None) -> list[Row]:
     """Copies of ``rows``, grouped (see :func:`group_rows`) and ranked within each group.
 
-    Rows with status ``ok`` get ``rank`` 1, 2, ... by the key in the module docstring;
-    the others follow with ``rank`` None, in the order failed, timeout, skipped.
+    Rows with status ``ok`` get ``rank`` 1, 2, ... and ``feasible`` by the rules of the
+    module docstring (``objective``: default each row's own, else ``throughput``); the
+    others follow with ``rank`` None, in the order failed, timeout, skipped.
     """
+    if objective is not None:
+        check_objective(objective)
     status_order = {"failed": 0, "timeout": 1, "skipped": 2, "interrupted": 3}
     out: list[Row] = []
     for group in group_rows(rows).values():
-        ok = sorted((r for r in group if r.status == "ok"), key=_key)
+        ok = sorted((r for r in group if r.status == "ok"), key=lambda r: _key(r, objective))
         rest = sorted(
             (r for r in group if r.status != "ok"),
             key=lambda r: (status_order.get(r.status, 3), r.partitioner),
         )
-        out += [dataclasses.replace(r, rank=i) for i, r in enumerate(ok, start=1)]
-        out += [dataclasses.replace(r, rank=None) for r in rest]
+        lead: tuple[bool, float] | None = None
+        current = 0
+        for i, r in enumerate(ok, start=1):
+            feasible, value = _key(r, objective)[:2]
+            if lead is None or feasible != lead[0] or not value <= lead[1] * (1 + TIE_RTOL):
+                lead, current = (feasible, value), i
+            out.append(dataclasses.replace(r, rank=current, feasible=not feasible))
+        out += [dataclasses.replace(r, rank=None, feasible=None) for r in rest]
     return out
 
 
@@ -188,7 +244,9 @@ def flat_record(row: Row) -> dict[str, Any]:
         "plugin": row.plugin,
         "status": row.status,
         "reason": row.reason,
-        "rank_metric": rank_metric(row.granularity),
+        "feasible": row.feasible,
+        "objective": _objective(row, None),
+        "rank_metric": rank_metric(row.granularity, _objective(row, None)),
         "rank_value": _metric_value(row),
         "rank_ratio": _metric_ratio(row),
     }

@@ -33,6 +33,7 @@ from dnnpart.report._rank import (
     group_rows,
     rank,
     rank_label,
+    rank_text,
 )
 from dnnpart.report._rows import Row
 
@@ -102,12 +103,20 @@ def _note(row: Row) -> str:
         names = row.scores.get("device_names") or []
         over = [names[d] if d < len(names) else str(d) for d in row.scores["memory_overflow"]]
         notes.append("does not fit in memory: " + ", ".join(over))
+    elif row.feasible is False and row.scores:
+        notes.append(f"unbalanced (imbalance {row.scores.get('imbalance', 0):.3g}): ranked last")
     notes += row.messages
     return "; ".join(notes)
 
 
-def _title(model: str, gran: str, labels: dict[str, str]) -> str:
-    return f"{labels[model]}, {gran} granularity, ranked by {rank_label(gran)}"
+def _objective_of(parts) -> str | None:
+    """The objective the rows of one table were run for (None: the default)."""
+    return next((r.objective for _, group, _ in parts for r in group if r.objective), None)
+
+
+def _title(model: str, gran: str, labels: dict[str, str], objective: str | None = None) -> str:
+    by = rank_label(gran, objective)
+    return f"{labels[model]}, {gran} granularity, ranked by {by}"
 
 
 # -- terminal ------------------------------------------------------------------------------
@@ -163,7 +172,7 @@ def print_table(rows: Sequence[Row], console=None, full: bool | None = None) -> 
     for model, gran, all_cols, parts in _tables(rows):
         cols = all_cols if full else [c for c in all_cols if c.key in _COMPACT[gran]]
         table = Table(
-            title=_title(model, gran, labels),
+            title=_title(model, gran, labels, _objective_of(parts)),
             title_justify="left",
             box=box.SIMPLE_HEAD,
             show_edge=False,
@@ -186,7 +195,7 @@ def print_table(rows: Sequence[Row], console=None, full: bool | None = None) -> 
             if n:
                 table.add_section()
             for row in group:
-                cells = [str(k), str(row.rank or "-"), Text(row.partitioner)]
+                cells = [str(k), rank_text(row), Text(row.partitioner)]
                 for col in cols:
                     value = col.get(row) if row.status == "ok" else None
                     text = format_value(value, col.kind) if row.status == "ok" else row.status
@@ -229,13 +238,13 @@ def to_markdown(rows: Sequence[Row]) -> str:
     labels = _model_label(rows)
     out = ["# dnnpart leaderboard", ""]
     for model, gran, cols, parts in _tables(rows):
-        out += [f"## {_md_cell(_title(model, gran, labels))}", ""]
+        out += [f"## {_md_cell(_title(model, gran, labels, _objective_of(parts)))}", ""]
         head = ["k", "#", "partitioner"] + [c.label for c in cols] + ["note"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join(["---:", "---:", "---"] + ["---:"] * len(cols) + ["---"]) + "|")
         for k, group, best in parts:
             for row in group:
-                cells = [str(k), str(row.rank or "-"), _md_cell(row.partitioner)]
+                cells = [str(k), rank_text(row), _md_cell(row.partitioner)]
                 for col in cols:
                     value = col.get(row) if row.status == "ok" else None
                     text = format_value(value, col.kind)
@@ -323,11 +332,12 @@ def to_html(
         )
     out.append(
         '<p class="meta">Lower is better in every column; ×vert is the ratio to the vertical '
-        "baseline of the same problem. Best of each column per k in bold.</p>"
+        "baseline of the same problem. Best of each column per k in bold. Rows within 1 % share a "
+        "rank; ✗ marks a split that breaks memory or balance (ranked after the others).</p>"
     )
     plots = _plots.available()
     for model, gran, cols, parts in _tables(rows):
-        heading = _title(model, gran, labels)
+        heading = _title(model, gran, labels, _objective_of(parts))
         out.append(f"<h2>{esc(heading)}</h2>")
         with_notes = any(_note(r) for _, group, _ in parts for r in group)
         out.append("<div class='wide'><table><thead><tr><th>k</th><th>#</th>")
@@ -339,7 +349,7 @@ def to_html(
                 classes = (["k-first"] if i == 0 else []) + ([] if row.status == "ok" else ["bad"])
                 out.append(f"<tr class='{' '.join(classes)}'><td>{k}</td>")
                 out.append(
-                    f"<td>{row.rank or '-'}</td><td class='name'>{esc(row.partitioner)}</td>"
+                    f"<td>{esc(rank_text(row))}</td><td class='name'>{esc(row.partitioner)}</td>"
                 )
                 for col in cols:
                     value = col.get(row) if row.status == "ok" else None

@@ -43,6 +43,7 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)  # the partitioner's parameters
     # dnnpart.load's input_shapes, dims and inputs (the concrete input shapes)
     load_options: Any = None
+    objective: str = "throughput"  # what layer placement minimises and rows are ranked by
 
 
 @dataclass
@@ -55,7 +56,8 @@ class Row:
     vertical split of the same problem) and ``ratios`` (scores / baseline) are the plain
     dicts of :meth:`dnnpart.scoring.Scores.to_dict` and :func:`dnnpart.scoring.ratios`.
     ``groups`` names the rows of ``scores["loads"]`` (the problem's layers), ``devices``
-    are the devices of the run. ``rank`` is filled by :func:`dnnpart.report.rank`.
+    are the devices of the run. ``rank`` and ``feasible`` are filled by
+    :func:`dnnpart.report.rank`.
     """
 
     model: str
@@ -77,6 +79,8 @@ class Row:
     messages: list[str] = field(default_factory=list)  # the plan's notes (Plan.messages)
     exit_code: int | None = None  # a row that did not run: the CLI exit code of its error
     rank: int | None = None
+    objective: str | None = None  # the run's objective (None: throughput)
+    feasible: bool | None = None  # memory and balance hold (filled by rank)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnpart.errors import DnnpartError, UsageError
+from dnnpart.problem._objective import check_objective
 from dnnpart.report._rows import Row, Task, load_partitioner, partitioner_spec, plan_tasks
 from dnnpart.report._worker import worker_main
 
@@ -119,6 +120,7 @@ def run_leaderboard(
     granularity: str | Sequence[str] = "neuron",
     devices: Any = None,
     prune: float | None = None,
+    objective: str = "throughput",
     imbalance: float = 0.03,
     seed: int = 0,
     timeout: float = 300.0,
@@ -149,8 +151,8 @@ def run_leaderboard(
         ``"neuron"`` and/or ``"layer"``.
     devices : DeviceSet, optional
         Heterogeneous devices (every k must equal ``devices.k``); default identical ones.
-    prune, imbalance, seed
-        As in :func:`dnnpart.partition`.
+    prune, objective, imbalance, seed
+        As in :func:`dnnpart.partition`; rows are ranked by ``objective``.
     timeout : float
         Seconds per repetition of one run (partition, score, verify) before it is killed.
     options : dict, optional
@@ -210,6 +212,7 @@ def run_leaderboard(
         devices=devices,
         registry_classes=classes,
         prune=prune,
+        objective=check_objective(objective),
         imbalance=imbalance,
         seed=seed,
         options=options,
@@ -229,7 +232,7 @@ def run_leaderboard(
     def finish(task: Task, status: str, reason=None, payload=None, code=None) -> None:
         nonlocal done
         row = Row(task.model, task.k, task.partitioner, task.granularity, status, reason)
-        row.plugin = owners.get(task.partitioner)
+        row.plugin, row.objective = owners.get(task.partitioner), task.objective
         row.exit_code = code if code is not None else {"timeout": 5, "failed": 1}.get(status)
         if payload is not None:
             row.scores, row.baseline = payload["scores"], payload["baseline"]
@@ -247,7 +250,7 @@ def run_leaderboard(
             progress(row, done, total)
 
     for row in settled:
-        row.plugin = owners.get(row.partitioner)
+        row.plugin, row.objective = owners.get(row.partitioner), objective
         done += 1
         if bar is not None:
             bar.advance(row)

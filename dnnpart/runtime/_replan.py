@@ -53,6 +53,7 @@ def replan(model: str | os.PathLike, manifest: dict[str, Any], lost, out_dir) ->
         imbalance=params.get("imbalance", 0.03),
         seed=params.get("seed", 0),
         options=(params.get("options") or None) if devices.k > 1 else None,
+        objective=params.get("objective", "throughput"),
     )
     return export(model, plan, out_dir)
 

@@ -1,10 +1,14 @@
-"""Ranking leaderboard rows: by latency (time per sample for layer placement), ties, failures."""
+"""Ranking leaderboard rows: feasible first, by the objective (latency; time per sample for
+layer placement), ties within 1 %, failures last."""
 
 from __future__ import annotations
 
+import pytest
 from lb_rows import make_row
 
+from dnnpart.errors import UsageError
 from dnnpart.report import COLUMNS, best_values, flat_record, rank, rank_metric
+from dnnpart.report._rank import is_feasible, rank_text
 
 
 def names(rows):
@@ -84,3 +88,105 @@ def test_flat_record_has_every_column_and_the_ranking_figure():
     assert rec["rank"] == 1 and rec["rank_metric"] == "latency_s"
     assert rec["rank_value"] == 1e-3 and rec["rank_ratio"] == 0.25
     assert rec["memory_max_bytes"] == 2000.0
+
+
+def _with(row, **scores):
+    row.scores.update(scores)
+    return row
+
+
+def test_rows_within_one_percent_share_a_rank():
+    # MLP latencies that differ in the fourth digit are one rank, not 1 to 6
+    rows = [
+        make_row(n, latency=t)
+        for n, t in zip("abcdef", [1.0003, 1.0001, 1.0, 1.0004, 1.0002, 1.0005], strict=True)
+    ]
+    rows += [make_row("slow", latency=1.02), make_row("slower", latency=1.0304)]
+    ranked = rank(rows)
+    assert [(r.partitioner, r.rank) for r in ranked] == [
+        ("c", 1), ("b", 1), ("e", 1), ("a", 1), ("d", 1), ("f", 1), ("slow", 7), ("slower", 8)
+    ]  # fmt: skip
+    assert all(r.feasible for r in ranked)
+
+
+def test_ties_are_measured_from_the_first_row_of_the_rank():
+    # 1.0 -> 1.009 ties, 1.018 is within 1 % of 1.009 but not of 1.0: a new rank
+    rows = [make_row("a", latency=1.0), make_row("b", latency=1.009), make_row("c", latency=1.018)]
+    assert [r.rank for r in rank(rows)] == [1, 1, 3]
+
+
+def test_unbalanced_and_oversized_rows_rank_after_feasible_ones_and_are_marked():
+    rows = [
+        _with(make_row("unbalanced", latency=1e-4, imbalance=1.9), balance_ok=False),
+        _with(make_row("too-big", latency=2e-4), memory_ok=False, balance_ok=True),
+        _with(make_row("fair", latency=9e-4), balance_ok=True),
+        _with(make_row("fair-slow", latency=2e-3), balance_ok=True),
+    ]
+    rows[0].baseline["imbalance"] = 1.1  # vertical is better balanced
+    ranked = rank(rows)
+    assert [(r.partitioner, r.rank, r.feasible) for r in ranked] == [
+        ("fair", 1, True),
+        ("fair-slow", 2, True),
+        ("unbalanced", 3, False),
+        ("too-big", 4, False),
+    ]
+    assert [rank_text(r) for r in ranked] == ["1", "2", "3 ✗", "4 ✗"]
+    assert flat_record(ranked[2])["feasible"] is False
+
+
+def test_as_balanced_as_vertical_counts_as_balanced():
+    # coarse layers: no split reaches the tolerance, vertical's own imbalance is the bar
+    row = _with(make_row("p", imbalance=1.2), balance_ok=False)
+    row.baseline["imbalance"] = 1.25
+    assert is_feasible(row)
+    row.baseline["imbalance"] = 1.1
+    assert not is_feasible(row)
+
+
+def test_time_objectives_at_layer_granularity_need_no_balance():
+    row = _with(make_row("pipe", granularity="layer", tps=1e-3, imbalance=2.0), balance_ok=False)
+    row.baseline["imbalance"] = 1.1
+    assert is_feasible(row, "throughput") and is_feasible(row, "latency")
+    assert not is_feasible(row, "volume")
+
+
+@pytest.mark.parametrize(
+    ("objective", "order"),
+    [
+        ("throughput", ["pipelined", "one-sample", "few-bytes"]),
+        ("latency", ["one-sample", "pipelined", "few-bytes"]),
+        ("volume", ["few-bytes", "one-sample", "pipelined"]),
+    ],
+)
+def test_rank_by_the_chosen_objective(objective, order):
+    rows = [
+        make_row("pipelined", granularity="layer", latency=5e-3, tps=1e-3, volume=900),
+        make_row("one-sample", granularity="layer", latency=1e-3, tps=3e-3, volume=500),
+        make_row("few-bytes", granularity="layer", latency=9e-3, tps=9e-3, volume=100),
+    ]
+    for r in rows:
+        _with(r, balance_ok=True)
+    assert [r.partitioner for r in rank(rows, objective)] == order
+    for r in rows:
+        r.objective = objective  # the row's own objective (as the leaderboard sets it)
+    assert [r.partitioner for r in rank(rows)] == order
+    assert rank_metric("layer", objective) == {
+        "throughput": "time_per_sample_s", "latency": "latency_s", "volume": "volume_bytes"
+    }[objective]  # fmt: skip
+
+
+def test_leaderboard_runs_and_ranks_on_the_objective():
+    from dnnpart.report import run_leaderboard
+
+    rows = run_leaderboard(
+        ["examples/mlp/mlp.onnx"], [2], ["vertical", "kl"], granularity="layer",
+        objective="volume", jobs=1,
+    )  # fmt: skip
+    assert {r.objective for r in rows} == {"volume"}
+    ranked = rank(rows)
+    values = [r.scores["volume_bytes"] for r in ranked]
+    assert values == sorted(values)
+    kl = next(r for r in ranked if r.partitioner == "kl")
+    assert kl.scores["volume_bytes"] <= kl.baseline["volume_bytes"]
+    with pytest.raises(UsageError, match="objective"):
+        run_leaderboard(["examples/mlp/mlp.onnx"], [2], ["vertical"], objective="cut")

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnpart.partitioners import Choice, Integer, Interval, Partitioner, Problem
+from dnnpart.partitioners import (
+    Choice,
+    Integer,
+    Interval,
+    Partitioner,
+    Problem,
+    layer_objective,
+)
 from dnnpart.partitioners._base import with_params_of
 from dnnpart.plugins import hookimpl
 from dnnpart.problem import rebalance
@@ -73,6 +80,7 @@ class MtKaHyParPartitioner(Partitioner):
         self.threads = threads
         self.time_limit = time_limit
 
+    @layer_objective  # at layer granularity: never worse than vertical on the objective
     def partition(self, problem: Problem) -> np.ndarray:
         p = self.checked_params()
         n, k = problem.num_vertices, problem.k

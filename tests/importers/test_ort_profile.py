@@ -1,0 +1,150 @@
+"""``dnnpart profile``: per-layer times from onnxruntime's node profiling, written as a
+profiled graph that partition reads (dnnpart.importers._ort_profile)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dnnpart
+from dnnpart.cli import main
+from dnnpart.devices import Device, DeviceSet
+from dnnpart.errors import UsageError
+from dnnpart.importers._ort_profile import _feeds, _session, profile_layers, profiled_json
+from tests import models
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("profile")
+    return str(models.save(models.residual_net(channels=48, inputs=8, image=24), tmp, "res.onnx"))
+
+
+@pytest.fixture(scope="module")
+def times(resnet):
+    return profile_layers(resnet, runs=5, warmup=1)
+
+
+def test_every_layer_gets_its_nodes_time(times):
+    names = [layer.name for layer in times.graph.layers]
+    assert names[:3] == ["conv0", "relu0", "conv1"]
+    assert np.all(times.seconds > 0)
+    # the convolutions do nearly all the work
+    conv = [
+        s
+        for layer, s in zip(times.graph.layers, times.seconds, strict=True)
+        if layer.op_type == "Conv"
+    ]
+    assert sum(conv) > 0.5 * times.seconds.sum()
+
+
+def test_layer_times_add_up_to_each_profiled_run(times):
+    # per run, from the same trace: the layers' kernels are the run but for the executor
+    assert 0.9 <= times.kernel_share <= 1.0
+
+
+def test_unnamed_nodes_are_profiled_too(tmp_path):
+    model = models.mlp_gemm((6, 5, 3))
+    for node in model.graph.node:
+        node.name = ""
+    path = models.save(model, tmp_path)
+    t = profile_layers(path, runs=2, warmup=0)
+    assert len(t.seconds) == len(t.graph.layers) and np.all(t.seconds > 0)
+
+
+def test_bad_counts_are_usage_errors(resnet):
+    with pytest.raises(UsageError, match="runs"):
+        profile_layers(resnet, runs=0)
+    with pytest.raises(UsageError, match="threads"):
+        profile_layers(resnet, threads=0)
+
+
+def test_profiled_json_scales_to_the_devices_and_is_read_back(times, tmp_path):
+    devices = DeviceSet((Device("fast", 4e12), Device("here", 1e12, memory=1e9)))
+    doc = profiled_json(times, devices, reference="here")
+    assert doc["maxFPGAs"] == 2 and doc["maxCPUs"] == 0 and doc["maxSizePerFPGA"] == 1e9
+    # measured here (1 TFLOPS): the file holds the time on the fastest device (4 TFLOPS)
+    got = [n["fpgaLatency"] for n in doc["nodes"]]
+    assert got == pytest.approx(times.seconds / 4)
+    conv0 = times.graph.layers[0]
+    assert doc["nodes"][0]["size"] == conv0.param_bytes + conv0.activation_bytes
+    edge = next(e for e in doc["edges"] if e["sourceId"] == 0)
+    link = devices.default_link
+    assert edge["cost"] == pytest.approx(link.latency + edge["size"] / link.bandwidth)
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(doc))
+    graph = dnnpart.load(path)
+    assert [layer.name for layer in graph.layers] == [layer.name for layer in times.graph.layers]
+    plan = dnnpart.partition(graph, devices=devices, method="pipeline")
+    # the pipeline's objective is the scorer's: max-load on these speeds
+    assert plan.scores["max_load"] == pytest.approx(plan.scores["time_per_sample_s"])
+    assert plan.scores["time_per_sample_s"] <= plan.baseline["time_per_sample_s"]
+    with pytest.raises(UsageError, match="reference"):
+        profiled_json(times, devices, reference="nowhere")
+
+
+def test_cli_profile_writes_a_plannable_file(resnet, tmp_path):
+    out = tmp_path / "p.json"
+    args = ["profile", resnet, "--runs", "2", "--warmup", "0", "-o", str(out), "--json"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [x["name"] for x in doc["layers"]][:2] == ["conv0", "relu0"]
+    assert CliRunner().invoke(main, args).exit_code == 6  # exists: --force
+    res = CliRunner().invoke(main, ["partition", str(out), "-k", "2", "-p", "pipeline", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (
+        CliRunner()
+        .invoke(main, [*args[:2], "--runs", "0", "-o", str(tmp_path / "x.json")])
+        .exit_code
+        == 2
+    )
+
+
+@pytest.mark.slow
+def test_layer_times_add_up_to_a_whole_model_run(resnet):
+    """The sum of the profiled layer times is within 10 % of one unprofiled whole-model run
+    (medians; the machine is shared, so the best of three attempts counts)."""
+    ratios = []
+    for _ in range(3):
+        t = profile_layers(resnet, runs=7, warmup=2)
+        session = _session(resnet, 1, None)
+        feeds = _feeds(resnet, t.graph, 0)
+        for _ in range(2):
+            session.run(None, feeds)
+        runs = []
+        for _ in range(7):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            runs.append(time.perf_counter() - start)
+        ratios.append(t.seconds.sum() / statistics.median(runs))
+        if abs(ratios[-1] - 1) <= 0.10:
+            break
+    assert min(abs(r - 1) for r in ratios) <= 0.10, ratios
+
+
+def test_an_onnx_plan_on_measured_times_exports(resnet, times, tmp_path):
+    out = tmp_path / "p.json"
+    out.write_text(json.dumps(profiled_json(times)))
+    plan_file = tmp_path / "plan.json"
+    args = ["partition", resnet, "--profile", str(out), "-k", "2", "-p", "pipeline"]
+    res = CliRunner().invoke(main, [*args, "-o", str(plan_file), "--json"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.stdout)["scores"]
+    # the plan's time is the measured one: the slower stage of the two
+    assert scores["max_load"] <= times.seconds.sum() + 1e-3
+    assert scores["max_load"] >= times.seconds.max() - 1e-12
+    res = CliRunner().invoke(main, ["export", resnet, str(plan_file), "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "other.json"
+    doc = profiled_json(times)
+    doc["nodes"] = doc["nodes"][:-1]
+    doc["edges"] = [e for e in doc["edges"] if e["destId"] < len(doc["nodes"])]
+    other.write_text(json.dumps(doc))
+    res = CliRunner().invoke(main, [*args[:2], "--profile", str(other), "-k", "2"])
+    assert res.exit_code == 2 and "profile has" in res.output
