@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import DnnpartError, InvalidModelError, ResourceLimitError, UsageError
-from dnnpart.runtime._accuracy import (
+from dnnpart._accuracy import (
     DEFAULT_LABELS,
     MAX_FEED_BYTES,
     accuracy,
@@ -32,6 +31,7 @@ from dnnpart.runtime._accuracy import (
     read_npz,
     top1,
 )
+from dnnpart.errors import DnnpartError, InvalidModelError, ResourceLimitError, UsageError
 from dnnpart.runtime._execute import Executor
 
 MAX_SAMPLES = 1 << 20
@@ -200,7 +200,13 @@ def original_source(folder, manifest: dict[str, Any], model=None):
 
     path = original_model(folder, manifest, model)
     info = manifest.get("model") or {}
-    return prepare(path, manifest_passes(manifest), info.get("sha256"), info.get("input_shapes"))
+    return prepare(
+        path,
+        manifest_passes(manifest),
+        info.get("sha256"),
+        info.get("input_shapes"),
+        store=os.fspath(folder),
+    )
 
 
 def load_feeds(inputs, specs, *, samples: int = 4, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -317,7 +323,7 @@ def verify(
     want = (m.get("model") or {}).get("sha256")
     # each sample has the plan's shapes (an array of many along a batch axis of 1 is cut)
     recorded = (m.get("model") or {}).get("input_shapes") or {}
-    source = prepare(path, manifest_passes(m), want, recorded)
+    source = prepare(path, manifest_passes(m), want, recorded, store=os.fspath(folder))
     specs = [(n, dt, recorded.get(n, dims)) for n, dt, dims in model_inputs(source.model)]
     y = None
     if inputs is None:
