@@ -305,6 +305,28 @@ def _print_import(doc) -> None:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of randomised partitioners."
 )
+@click.option(
+    "--cross-prune",
+    type=click.Choice(["lsq", "dynamic", "greedy"]),
+    help="After partitioning, drop cross-device nets of dense layers within "
+    "--accuracy-budget: lsq (RePurpose re-fit), dynamic (thesis Alg. 4), greedy (Alg. 5).",
+)
+@click.option(
+    "--accuracy-budget",
+    type=float,
+    help="Largest held-out top-1 drop below the original model (0.01: 1 point) [0.01].",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="Calibration .npz (one array per input, labels): also scores accuracy.",
+)
+@click.option(
+    "--holdout",
+    type=click.Path(dir_okay=False),
+    help="Held-out .npz the budget is measured on [a seeded quarter of --data].",
+)
+@click.option("--labels", "label_name", help="Label array of the data (default: y).")
 @click.option("-O", "--option", "options", multiple=True, metavar="NAME=VALUE", help=_OPTION_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
@@ -321,6 +343,11 @@ def partition_cmd(
     refine,
     imbalance,
     seed,
+    cross_prune,
+    accuracy_budget,
+    data,
+    holdout,
+    label_name,
     options,
     output,
     force,
@@ -370,6 +397,11 @@ def partition_cmd(
             seed=seed,
             options=options,
             progress=status,
+            cross_prune=cross_prune,
+            accuracy_budget=accuracy_budget,
+            data=data,
+            holdout=holdout,
+            label_name=label_name,
         )
     if output:
         plan.save(output)
@@ -418,6 +450,8 @@ _SCORE_ROWS = (
     ("latency", "latency_s", "time"),
     ("time per sample", "time_per_sample_s", "time"),
     ("max-load (Tarnawski et al.)", "max_load", "ratio"),
+    ("accuracy (held out)", "accuracy", "ratio"),
+    ("accuracy drop", "accuracy_drop", "ratio"),
 )
 
 
@@ -433,6 +467,8 @@ def _print_partition(plan) -> None:
     for col in ("metric", plan.method, "vertical", "ratio"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for label, key, how in _SCORE_ROWS:
+        if key.startswith("accuracy") and key not in plan.scores:
+            continue  # measured only with --data
         table.add_row(
             label,
             format_value(plan.scores.get(key), kinds[how]),
