@@ -104,7 +104,13 @@ class _Candidates:
             per_input = (w != 0).astype(np.float64) @ onehot  # synapses into each device
             reads = np.zeros((len(entry.source_devices), k))
             np.add.at(reads, entry.source, per_input)
-            reads[np.arange(len(entry.source_devices)), entry.source_devices] = 0  # local
+            local = reads[np.arange(len(entry.source_devices)), entry.source_devices].copy()
+            reads[np.arange(len(entry.source_devices)), entry.source_devices] = 0
+            for dev in np.unique(entry.neuron_devices):
+                # a device's part of the layer reads at least one input (its sub-model
+                # needs one): with none of its own, it keeps its busiest incoming net
+                if not local[entry.source_devices == dev].any() and reads[:, dev].any():
+                    reads[np.argmax(reads[:, dev]), dev] = 0
             s, d = np.nonzero(reads)
             rows_e.append(np.full(len(s), e))
             rows_s.append(s)
