@@ -182,6 +182,47 @@ def _shape_options(func):
     )(func)
 
 
+_MEASURE_OPTIONS = (
+    click.option(
+        "--cross-prune",
+        type=click.Choice(["lsq", "dynamic", "greedy"]),
+        help="After partitioning, drop cross-device nets of dense layers within "
+        "--accuracy-budget: lsq (RePurpose re-fit), dynamic (thesis Alg. 4), greedy (Alg. 5).",
+    ),
+    click.option(
+        "--accuracy-budget",
+        type=float,
+        help="Largest held-out top-1 drop below the original model (0.01: 1 point) [0.01].",
+    ),
+    click.option(
+        "--data",
+        type=click.Path(dir_okay=False),
+        help="Calibration .npz (one array per input, labels): also scores accuracy.",
+    ),
+    click.option(
+        "--holdout",
+        type=click.Path(dir_okay=False),
+        help="Held-out .npz the budget is measured on [a seeded quarter of --data].",
+    ),
+    click.option("--labels", "label_name", help="Label array of the data (default: y)."),
+)
+_MEASURE_KEYS = ("cross_prune", "accuracy_budget", "data", "holdout", "label_name")
+
+
+def _measure_options(func):
+    """``--cross-prune``, ``--accuracy-budget``, ``--data``, ``--holdout``, ``--labels``,
+    given to the command as one ``measure`` dict of :func:`dnnpart.partition` keywords."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        measure = {key: kwargs.pop(key) for key in _MEASURE_KEYS}
+        return func(*args, measure={k: v for k, v in measure.items() if v is not None}, **kwargs)
+
+    for option in reversed(_MEASURE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _load_options(input_shapes, dims, sample) -> dict:
     """:func:`dnnpart.load` keyword arguments from the shape options."""
     from dnnpart.importers._input_shapes import parse_dim, parse_input_shape
@@ -305,32 +346,11 @@ def _print_import(doc) -> None:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of randomised partitioners."
 )
-@click.option(
-    "--cross-prune",
-    type=click.Choice(["lsq", "dynamic", "greedy"]),
-    help="After partitioning, drop cross-device nets of dense layers within "
-    "--accuracy-budget: lsq (RePurpose re-fit), dynamic (thesis Alg. 4), greedy (Alg. 5).",
-)
-@click.option(
-    "--accuracy-budget",
-    type=float,
-    help="Largest held-out top-1 drop below the original model (0.01: 1 point) [0.01].",
-)
-@click.option(
-    "--data",
-    type=click.Path(dir_okay=False),
-    help="Calibration .npz (one array per input, labels): also scores accuracy.",
-)
-@click.option(
-    "--holdout",
-    type=click.Path(dir_okay=False),
-    help="Held-out .npz the budget is measured on [a seeded quarter of --data].",
-)
-@click.option("--labels", "label_name", help="Label array of the data (default: y).")
 @click.option("-O", "--option", "options", multiple=True, metavar="NAME=VALUE", help=_OPTION_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_measure_options
 @_shape_options
 @handle_errors
 def partition_cmd(
@@ -343,11 +363,6 @@ def partition_cmd(
     refine,
     imbalance,
     seed,
-    cross_prune,
-    accuracy_budget,
-    data,
-    holdout,
-    label_name,
     options,
     output,
     force,
@@ -355,6 +370,7 @@ def partition_cmd(
     input_shapes,
     dims,
     sample,
+    measure,
 ):
     """Partition MODEL for K devices and score the split against the vertical baseline.
 
@@ -397,11 +413,7 @@ def partition_cmd(
             seed=seed,
             options=options,
             progress=status,
-            cross_prune=cross_prune,
-            accuracy_budget=accuracy_budget,
-            data=data,
-            holdout=holdout,
-            label_name=label_name,
+            **measure,
         )
     if output:
         plan.save(output)
@@ -727,6 +739,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
 )
 @click.option("--force", is_flag=True, help="Replace existing -o files.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
+@_measure_options
 @_shape_options
 @handle_errors
 def leaderboard_cmd(
@@ -751,6 +764,7 @@ def leaderboard_cmd(
     input_shapes,
     dims,
     sample,
+    measure,
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
@@ -807,6 +821,7 @@ def leaderboard_cmd(
                 max_tasks_per_worker=1 if isolate else None,
                 verify=verify,
                 progress=True,
+                measure=measure or None,
                 **_load_options(input_shapes, dims, sample),
             )
     except Interrupted as exc:

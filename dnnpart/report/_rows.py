@@ -43,6 +43,8 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)  # the partitioner's parameters
     # dnnpart.load's input_shapes, dims and inputs (the concrete input shapes)
     load_options: Any = None
+    # dnnpart.partition's data, holdout, cross_prune, accuracy_budget (accuracy scores)
+    measure: dict[str, Any] | None = None
 
 
 @dataclass

@@ -134,6 +134,7 @@ def run_leaderboard(
     input_shapes: dict | None = None,
     dims: dict | None = None,
     inputs: str | None = None,
+    measure: dict[str, Any] | None = None,
 ) -> list[Row]:
     """Run every (model, granularity, k, partitioner), each in a worker process.
 
@@ -175,6 +176,9 @@ def run_leaderboard(
     input_shapes, dims, inputs
         The concrete input shapes, as in :func:`dnnpart.load` (``inputs``: an ``.npz``
         path); the same for every model.
+    measure : dict, optional
+        :func:`dnnpart.partition`'s ``data``, ``holdout``, ``cross_prune``,
+        ``accuracy_budget`` for every run: the rows gain the accuracy scores.
 
     Returns
     -------
@@ -215,6 +219,7 @@ def run_leaderboard(
         options=options,
         repeat=repeat,
         verify=verify,
+        measure=measure,
         load_options={
             key: value
             for key, value in (("input_shapes", input_shapes), ("dims", dims), ("inputs", inputs))

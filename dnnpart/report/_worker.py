@@ -149,6 +149,7 @@ def _run_task(task: Task, graph) -> dict[str, Any]:
                 imbalance=task.imbalance,
                 seed=task.seed,
                 options=task.options,
+                **(task.measure or {}),
             )
         )
     plan = plans[0]
