@@ -68,6 +68,8 @@ def measure(
     labels: np.ndarray,
     k: int,
     *,
+    problem,
+    rebuild,
     method: str | None,
     budget: float,
     data: str | os.PathLike | dict,
@@ -85,21 +87,26 @@ def measure(
     ``holdout``, a seeded quarter of ``data`` is held out when pruning (a note says so);
     with no pruning the whole of ``data`` is measured.
 
+    ``problem`` is the split's problem; ``rebuild`` makes the problem of a changed graph.
+
     Returns
     -------
-    graph, record, arrays, scores
-        The model with the adjusted weights, the pass record (None without ``method``),
-        the adjusted weights by content hash, and ``accuracy``, ``reference_accuracy``,
-        ``accuracy_drop``.
+    graph, problem, record, arrays, scores
+        The model with the adjusted weights and its problem, the pass record (None
+        without ``method``), the adjusted weights by content hash, and ``accuracy``,
+        ``reference_accuracy``, ``accuracy_drop``, ``volume_bytes_sparse`` and
+        ``zero_fraction`` (zero skipping, :mod:`dnnpart._zeros`) on the held-out samples.
     """
     from dnnpart._accuracy import accuracy, load_data, output_name, top1
+    from dnnpart._zeros import sparse_volume
     from dnnpart.compress._cross import cross_prune
     from dnnpart.compress._evaluate import ModelRunner
     from dnnpart.compress._passes import replace_weights
     from dnnpart.compress._store import arrays_digest
 
     entries = _entries(graph, labels, k) if method is not None else []
-    runner = ModelRunner(original, [e.tensor for e in entries])
+    sent = list((problem.nets.tensors or {}) if problem.nets is not None else {})
+    runner = ModelRunner(original, [e.tensor for e in entries] + sent)
     specs = runner.specs()
     calib = load_data(data, specs, labels=label_name if holdout is None else None)
     if holdout is not None:
@@ -131,7 +138,7 @@ def measure(
     def score(weights):
         return accuracy(top1(runner.run(weights, held)[out]), truth)
 
-    record, arrays = None, {}
+    record, arrays, weights = None, {}, {}
     if method is None:
         acc = score({})
     else:
@@ -153,7 +160,16 @@ def measure(
             "accuracy_of": "agreement with the original model" if label_of is None else label_of,
             "sha256": digest,
         }
-        graph = replace_weights(graph, result.weights)
-        arrays = {digest: result.weights}
-    scores = {"accuracy": acc, "reference_accuracy": reference, "accuracy_drop": reference - acc}
-    return graph, record, arrays, scores
+        weights = result.weights
+        graph = replace_weights(graph, weights)
+        problem = rebuild(graph)
+        arrays = {digest: weights}
+    sparse, zero_fraction = sparse_volume(problem, labels, runner.run(weights, held))
+    scores = {
+        "accuracy": acc,
+        "reference_accuracy": reference,
+        "accuracy_drop": reference - acc,
+        "volume_bytes_sparse": sparse,
+        "zero_fraction": zero_fraction,
+    }
+    return graph, problem, record, arrays, scores

@@ -138,17 +138,20 @@ def partition(
             from dnnpart._cross_prune import measure
 
             say(f"cross-device pruning ({cross_prune})" if cross_prune else "measuring accuracy")
-            graph, record, arrays, measured = measure(
-                original, graph, labels, devices.k, method=cross_prune,
-                budget=0.01 if accuracy_budget is None else accuracy_budget, data=data,
-                holdout=holdout, label_name=label_name, output=output, seed=seed,
+
+            def rebuild(changed):
+                return build_problem(
+                    changed, granularity, k=devices.k, targets=devices.targets,
+                    imbalance=imbalance, seed=seed, devices=devices,
+                )  # fmt: skip
+
+            graph, problem, record, arrays, measured = measure(
+                original, graph, labels, devices.k, problem=problem, rebuild=rebuild,
+                method=cross_prune, budget=0.01 if accuracy_budget is None else accuracy_budget,
+                data=data, holdout=holdout, label_name=label_name, output=output, seed=seed,
             )  # fmt: skip
             if record is not None:
                 passes.append(record)
-                problem = build_problem(
-                    graph, granularity, k=devices.k, targets=devices.targets,
-                    imbalance=imbalance, seed=seed, devices=devices,
-                )  # fmt: skip
     say("scoring")
     scores = score(problem, labels, devices)
     base_labels = registry.get(BASELINE)().partition(base_problem)

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "testing": 7,
     "_plan": 7,
     "_show": 7,  # the split of a plan per device and layer
+    "_zeros": 6,  # zero skipping: sparse message bytes measured on data
     "_cross_prune": 7,  # cross-device pruning of a partitioned model (partition calls it)
     "_partition": 8,
     "exporters": 9,

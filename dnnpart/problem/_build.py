@@ -369,6 +369,7 @@ def _finish(
             source=cat([p[0] for p in b.net_parts]),
             elements=_counts(cat([p[1] for p in b.net_parts])),
             nbytes=_counts(cat([p[2] for p in b.net_parts])),
+            tensors=dict(b.first_net),
         )
     return Problem(
         synapses=synapses,
