@@ -20,8 +20,8 @@ HOLDOUT_FRACTION = 0.25  # of the data file held out when no --holdout is given
 
 
 def _entries(graph: LayerGraph, labels: np.ndarray, k: int):
-    """The dense layers whose inputs the split lets drop: a split input that only this
-    layer reads (any other reader would still need the activation)."""
+    """The dense and 2-D conv layers whose inputs the split lets drop: a split input that
+    only this layer reads (any other reader would still need the activation)."""
     from dnnpart.compress._cross import CrossLayer
     from dnnpart.problem._layout import SPLIT, neuron_layout
 
@@ -29,13 +29,17 @@ def _entries(graph: LayerGraph, labels: np.ndarray, k: int):
     placed = layout.place(labels, k)
     entries = []
     for i, (layer, action) in enumerate(zip(graph.layers, layout.action, strict=True)):
-        if action != SPLIT or layer.kind != LayerKind.DENSE or not layer.inputs:
+        if action != SPLIT or not layer.inputs:
             continue
         name = layer.inputs[0].name
         space = layout.spaces.get(name)
         if space is None or space.whole or graph.consumers.get(name, []) != [i]:
             continue
-        fan_in = layer._weight_in_out()[0]
+        conv = _conv(layer, space) if layer.kind == LayerKind.CONV else None
+        if layer.kind == LayerKind.CONV and conv is None:
+            continue
+        shape = layer.weights["weight"].shape
+        fan_in = int(np.prod(shape[1:])) if conv else layer._weight_in_out()[0]
         if fan_in % space.count:
             continue
         entries.append(
@@ -45,9 +49,25 @@ def _entries(graph: LayerGraph, labels: np.ndarray, k: int):
                 source=np.arange(fan_in) // (fan_in // space.count),
                 source_devices=placed.owners(space),
                 neuron_devices=placed.owners(layout.spaces[layer.outputs[0].name]),
+                conv=conv,
             )
         )
     return entries
+
+
+def _conv(layer, space):
+    """``(kernel, pads, strides, dilations)`` of a plain 2-D convolution over channels
+    (one group, explicit pads), else None."""
+    a = layer.attributes
+    shape = layer.weights["weight"].shape
+    if len(shape) != 4 or int(a.get("group", 1)) != 1 or space.axis != 1:
+        return None
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET") or shape[1] != space.count:
+        return None
+    pads = tuple(int(p) for p in a.get("pads", (0, 0, 0, 0)))
+    strides = tuple(int(s) for s in a.get("strides", (1, 1)))
+    dilations = tuple(int(d) for d in a.get("dilations", (1, 1)))
+    return (tuple(shape[2:]), pads, strides, dilations)
 
 
 def _split(feeds, labels, fraction: float, seed: int):

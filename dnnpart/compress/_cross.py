@@ -49,11 +49,14 @@ METHODS = ("lsq", "dynamic", "greedy")
 
 @dataclass(frozen=True)
 class CrossLayer:
-    """Where a dense layer's inputs and neurons live.
+    """Where a dense or conv layer's inputs and neurons live.
 
     ``layer`` indexes ``graph.layers``; ``tensor`` is the input it reads; ``source`` the
-    neuron (of the input's vertex group) each input feature belongs to; ``source_devices``
-    the device of each such neuron; ``neuron_devices`` the device of each output neuron.
+    neuron (of the input's vertex group) each input feature belongs to (a conv layer's
+    features are its input channels times the kernel positions); ``source_devices`` the
+    device of each such neuron; ``neuron_devices`` the device of each output neuron.
+    ``conv`` is None for a dense layer, else ``(kernel, pads, strides, dilations)`` of a
+    2-D convolution (pads as ONNX: top, left, bottom, right).
     """
 
     layer: int
@@ -61,6 +64,7 @@ class CrossLayer:
     source: np.ndarray
     source_devices: np.ndarray
     neuron_devices: np.ndarray
+    conv: tuple | None = None
 
 
 @dataclass
@@ -81,13 +85,41 @@ class CrossResult:
         return sum(self.dropped.values())
 
 
-def _matrix(graph: LayerGraph, entry: CrossLayer) -> tuple[np.ndarray, bool]:
-    """The layer's weight as (inputs, neurons) float array and whether it is stored
-    transposed (Gemm transB)."""
+def _matrix(graph: LayerGraph, entry: CrossLayer) -> np.ndarray:
+    """The layer's weight as an (input features, neurons) array."""
     layer = graph.layers[entry.layer]
     w = np.asarray(layer.weights["weight"].numpy())
-    trans = layer._weight_in_out()[2]
-    return (w.T if trans else w), trans
+    if entry.conv is not None:  # (out, in, kh, kw): features in (in, kh, kw) order
+        return w.reshape(w.shape[0], -1).T
+    return w.T if layer._weight_in_out()[2] else w
+
+
+def _stored(graph: LayerGraph, entry: CrossLayer, matrix: np.ndarray) -> np.ndarray:
+    """An (input features, neurons) array back in the layer's weight layout."""
+    layer = graph.layers[entry.layer]
+    shape = layer.weights["weight"].shape
+    if entry.conv is not None:
+        return np.ascontiguousarray(matrix.T.reshape(shape))
+    return np.ascontiguousarray(matrix.T if layer._weight_in_out()[2] else matrix)
+
+
+def _as_rows(x: np.ndarray, entry: CrossLayer) -> np.ndarray:
+    """A layer's input activations as (rows, input features): samples for a dense layer,
+    samples times output positions (im2col) for a convolution."""
+    x = np.asarray(x)
+    if entry.conv is None:
+        return x.reshape(-1, len(entry.source))
+    (kh, kw), (pt, pl, pb, pr), (sh, sw), (dh, dw) = entry.conv
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols_ = slice(i * dh, i * dh + sh * ho, sh), slice(j * dw, j * dw + sw * wo, sw)
+            cols[:, :, i, j] = xp[:, :, rows, cols_]
+    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(n * ho * wo, c * kh * kw)
 
 
 class _Candidates:
@@ -98,7 +130,7 @@ class _Candidates:
         rows_e, rows_s, rows_d = [], [], []
         self.w = []
         for e, entry in enumerate(entries):
-            w, _ = _matrix(graph, entry)
+            w = _matrix(graph, entry)
             self.w.append(w)
             onehot = np.eye(k, dtype=np.float64)[entry.neuron_devices]  # (neurons, k)
             per_input = (w != 0).astype(np.float64) @ onehot  # synapses into each device
@@ -242,7 +274,7 @@ def cross_prune(
 def _cross_prune(graph, entries, k, method, budget, runner, calibration, score, reference, steps):
     cands = _Candidates(graph, entries, k)
     base = runner.run({}, calibration)
-    inputs = [_as_rows(base[entry.tensor], len(entry.source)) for entry in entries]
+    inputs = [_as_rows(base[entry.tensor], entry) for entry in entries]
     evaluations = 0
 
     def weights_for(chosen: np.ndarray) -> dict[str, np.ndarray]:
@@ -282,11 +314,6 @@ def _cross_prune(graph, entries, k, method, budget, runner, calibration, score, 
         before=before,
         notes=notes,
     )
-
-
-def _as_rows(x: np.ndarray, features: int) -> np.ndarray:
-    """Activations as (samples, features) rows."""
-    return np.asarray(x).reshape(-1, features)
 
 
 def _longest_prefix(order, within, best):
@@ -333,7 +360,6 @@ def _adjusted(graph, entries, dropped, cands, method, runner, calibration, input
             continue
         layer = graph.layers[entry.layer]
         w = cands.w[e]
-        trans = layer._weight_in_out()[2]
         keep = cross_device_keep(entry.source_devices[entry.source], entry.neuron_devices,
                                  dropped[e]) & (w != 0)  # fmt: skip
         bias = layer.weights.get("bias")
@@ -344,11 +370,11 @@ def _adjusted(graph, entries, dropped, cands, method, runner, calibration, input
             x = inputs[e]
             if weights and e:  # the model upstream changed: its activations here
                 got = runner.run(weights, calibration)[entry.tensor]
-                x = _as_rows(got, len(entry.source))
+                x = _as_rows(got, entry)
             fit_bias = b is not None and b.shape == (w.shape[1],)
             new, shift = lsq_refit(x, w, keep, fit_bias=fit_bias,
                                    target=inputs[e].astype(np.float64) @ w)  # fmt: skip
             if fit_bias:
                 weights[bias.name] = (b + shift).astype(b.dtype)
-        weights[layer.weights["weight"].name] = np.ascontiguousarray(new.T if trans else new)
+        weights[layer.weights["weight"].name] = _stored(graph, entry, new)
     return weights
