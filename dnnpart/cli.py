@@ -1165,6 +1165,12 @@ def _print_verify(report) -> None:
             f"{report.accuracy_of})",
             highlight=False,
         )
+    if report.bytes_sparse_planned is not None:
+        out.print(
+            f"zero skipping: {report.bytes_sparse_measured:.1f} bytes per sample as sparse "
+            f"messages, planned {report.bytes_sparse_planned:.1f}",
+            highlight=False,
+        )
     for p in report.problems:
         out.print(f"  {p}", highlight=False, soft_wrap=True)
 

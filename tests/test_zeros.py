@@ -44,3 +44,19 @@ def test_partition_scores_sparse_bytes_on_data(tmp_path):
     assert s["volume_bytes_sparse"] < s["volume_bytes"]
     assert 0 < s["zero_fraction"] < 1
     assert s["accuracy"] == pytest.approx(1.0) and s["accuracy_drop"] == 0
+
+
+def test_verify_measures_the_sparse_bytes_the_plan_scored(tmp_path):
+    from dnnpart.exporters import export
+    from dnnpart.runtime import verify
+
+    path = save(mlp_matmul(batch="N", seed=2), tmp_path)
+    x = np.random.default_rng(0).standard_normal((16, 6)).astype(np.float32)
+    x[:, ::2] = 0
+    plan = dnnpart.partition(dnnpart.load(path), k=2, method="vertical", data={"input": x})
+    export(path, plan, tmp_path / "split")
+    report = verify(tmp_path / "split", inputs={"input": x})
+    assert report.ok
+    assert report.bytes_sparse_planned == pytest.approx(plan.scores["volume_bytes_sparse"])
+    assert report.bytes_sparse_measured == pytest.approx(report.bytes_sparse_planned)
+    assert report.bytes_sparse_measured < report.bytes_measured
