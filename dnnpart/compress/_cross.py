@@ -26,8 +26,9 @@ Three methods rank and drop nets:
   a batch that breaks the budget is undone and halved.
 
 ``lsq`` and ``dynamic`` drop the longest prefix of their ranking whose accuracy, measured
-on held-out data, stays within the budget (binary search on the prefix length; the
-chosen prefix is always measured).
+on held-out data, stays within the budget (binary search on the prefix length), then go
+on down the ranking past the net that broke it, in halving batches, for a bounded number
+of measurements. Every choice returned has been measured within the budget.
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def cross_prune(
     score: Callable[[dict[str, np.ndarray]], float],
     reference: float,
     steps: int = 8,
+    scan: int = 32,
 ) -> CrossResult:
     """Drop cross-device nets of ``graph``'s dense layers, cheapest first, within budget.
 
@@ -254,6 +256,9 @@ def cross_prune(
         The accuracy the budget is measured from (the original model's).
     steps : int
         ``greedy``: the first batch cuts ``1/steps`` of the candidate nets.
+    scan : int
+        ``lsq``, ``dynamic``: measurements spent after the longest prefix on the nets
+        ranked behind the first one that broke the budget (it is skipped).
 
     Returns
     -------
@@ -268,10 +273,12 @@ def cross_prune(
     # many small factorisations: one BLAS thread each is several times faster than many
     with threadpool_limits(limits=1):
         return _cross_prune(graph, entries, k, method, budget, runner, calibration, score,
-                            reference, steps)  # fmt: skip
+                            reference, steps, scan)  # fmt: skip
 
 
-def _cross_prune(graph, entries, k, method, budget, runner, calibration, score, reference, steps):
+def _cross_prune(
+    graph, entries, k, method, budget, runner, calibration, score, reference, steps, scan
+):
     cands = _Candidates(graph, entries, k)
     base = runner.run({}, calibration)
     inputs = [_as_rows(base[entry.tensor], entry) for entry in entries]
@@ -302,6 +309,7 @@ def _cross_prune(graph, entries, k, method, budget, runner, calibration, score, 
         cost = cands.max_abs(entries) if method == "dynamic" else cands.residual(entries, inputs)
         order = np.argsort(cost, kind="stable")
         best = _longest_prefix(order, within, best)
+        best = _skip_scan(order, within, best, scan)
     chosen, acc, weights = best
     names = [graph.layers[e.layer].name for e in entries]
     dropped = {n: int(np.sum(cands.entry[chosen] == e)) for e, n in enumerate(names)}
@@ -329,6 +337,26 @@ def _longest_prefix(order, within, best):
             lo, best = mid, (order[:mid], acc, weights)
         else:
             hi = mid
+    return best
+
+
+def _skip_scan(order, within, best, evaluations):
+    """After the longest prefix, go on down ``order`` skipping the nets that break the
+    budget: the next nets in batches (halved when one fails; a single failing net is
+    skipped), for at most ``evaluations`` measurements."""
+    chosen = best[0]
+    pos = len(chosen) + 1  # order[len(chosen)] broke the budget
+    batch = max(1, (len(order) - pos) // 8)
+    while pos < len(order) and evaluations > 0:
+        evaluations -= 1
+        trial = np.concatenate([chosen, order[pos : pos + batch]])
+        ok, acc, weights = within(trial)
+        if ok:
+            chosen, best, pos = trial, (trial, acc, weights), pos + batch
+        elif batch > 1:
+            batch //= 2
+        else:
+            pos += 1
     return best
 
 

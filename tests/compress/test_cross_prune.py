@@ -44,6 +44,7 @@ class _Layer:
     def __init__(self, w):
         class _W:
             name = "fc.weight"
+            shape = w.shape
 
             def numpy(self, w=w):
                 return w
