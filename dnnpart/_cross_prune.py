@@ -97,7 +97,7 @@ def measure(
     label_name: str | None = None,
     output: str | None = None,
     seed: int = 0,
-) -> tuple[LayerGraph, dict[str, Any] | None, dict[str, dict], dict[str, float]]:
+) -> tuple[LayerGraph, Any, dict[str, Any] | None, dict[str, dict], dict[str, Any]]:
     """Held-out accuracy of ``graph`` (``original`` after the plan's other passes) split
     by ``labels``, after dropping cross-device nets with ``method`` (if given) within
     ``budget`` of ``original``'s accuracy.
