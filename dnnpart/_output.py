@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dnnpart.errors import OutputConflictError, UsageError
 
-__all__ = ["check_output", "write_text"]
+__all__ = ["check_output", "write_bytes", "write_text"]
 
 
 def check_output(path: str | os.PathLike, *, force: bool = False) -> None:
@@ -50,11 +50,16 @@ def _umask() -> int:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file renamed into place."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".dnnpart-", suffix=Path(path).suffix, dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs are for sharing

@@ -40,6 +40,12 @@ def partition(
     options: dict[str, Any] | None = None,
     objective: str = "throughput",
     progress: Callable[[str], None] | None = None,
+    cross_prune: str | None = None,
+    accuracy_budget: float | None = None,
+    data=None,
+    holdout=None,
+    label_name: str | None = None,
+    output: str | None = None,
 ) -> Plan:
     """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
 
@@ -74,6 +80,21 @@ def partition(
     progress : callable, optional
         Called with the name of each step as it starts (pruning, building the problem,
         partitioning, scoring).
+    cross_prune : {"lsq", "dynamic", "greedy"}, optional
+        After partitioning, drop cross-device nets of dense layers within
+        ``accuracy_budget`` (see :mod:`dnnpart.compress._cross`); recorded as the pass
+        ``cross_prune`` with the content hash of the adjusted weights (``plan.arrays``,
+        written beside the plan by :meth:`Plan.save`). Needs neuron granularity and
+        ``data``.
+    accuracy_budget : float, optional
+        Largest allowed drop of held-out top-1 accuracy below the original model's
+        (0.01: one point). Default 0.01.
+    data, holdout : path-like (``.npz``) or dict, optional
+        Calibration samples and held-out samples (see :mod:`dnnpart._accuracy`); without
+        ``holdout`` a seeded quarter of ``data`` is held out. With ``data``, the scores
+        gain ``accuracy``, ``reference_accuracy`` and ``accuracy_drop`` (held out).
+    label_name, output : str, optional
+        The label array of the data files (default ``y``) and the output scored.
 
     Returns
     -------
@@ -93,10 +114,17 @@ def partition(
         imbalance=imbalance, profiled=profiled,
     )  # fmt: skip
     check_objective(objective)
+    if cross_prune is not None and data is None:
+        raise UsageError("--cross-prune needs --data (calibration samples)")
+    if data is None and (holdout is not None or accuracy_budget is not None):
+        raise UsageError("--holdout and --accuracy-budget need --data")
     devices = _devices(graph, k, devices)
     registry = get_registry()
     cls = registry.get(method)
     granularity = _granularity(graph, cls, method, granularity)
+    if cross_prune is not None and granularity != "neuron":
+        raise UsageError("--cross-prune drops neurons' inputs: it needs neuron granularity")
+    original = graph
     with collecting() as notes:
         if prune:
             say(f"pruning {prune:g} of the weights")
@@ -114,10 +142,29 @@ def partition(
         problem = dataclasses.replace(problem, objective=objective)
         say(f"partitioning with {method}")
         partitioner, labels, seconds = _run(problem, cls, method, options, refine)
+        base_problem, arrays, measured = problem, {}, {}
+        if data is not None:
+            from dnnpart._cross_prune import measure
+
+            say(f"cross-device pruning ({cross_prune})" if cross_prune else "measuring accuracy")
+
+            def rebuild(changed):
+                return build_problem(
+                    changed, granularity, k=devices.k, targets=devices.targets,
+                    imbalance=imbalance, seed=seed, devices=devices,
+                )  # fmt: skip
+
+            graph, problem, record, arrays, measured = measure(
+                original, graph, labels, devices.k, problem=problem, rebuild=rebuild,
+                method=cross_prune, budget=0.01 if accuracy_budget is None else accuracy_budget,
+                data=data, holdout=holdout, label_name=label_name, output=output, seed=seed,
+            )  # fmt: skip
+            if record is not None:
+                passes.append(record)
     say("scoring")
     scores = score(problem, labels, devices)
-    base_labels = registry.get(BASELINE)().partition(problem)
-    baseline = score(problem, problem.validate(base_labels, who=BASELINE), devices)
+    base_labels = registry.get(BASELINE)().partition(base_problem)
+    baseline = score(base_problem, base_problem.validate(base_labels, who=BASELINE), devices)
     dead = next((p for p in passes if p["name"] == "remove_dead_neurons"), None)
     return Plan(
         method=method,
@@ -126,7 +173,7 @@ def partition(
         labels=labels,
         groups=list(problem.layer_names),
         offsets=[int(x) for x in problem.layer_offsets],
-        scores=scores.to_dict(),
+        scores={**scores.to_dict(), **measured},
         baseline=baseline.to_dict(),
         ratios=ratios(scores, baseline),
         devices=devices.to_dict(),
@@ -146,6 +193,7 @@ def partition(
         seconds=seconds,
         messages=[*notes, *_idle_message(method, scores, devices)],
         passes=passes,
+        arrays=arrays,
     )
 
 

@@ -56,6 +56,15 @@ class Plan:
     passes: list[dict[str, Any]] = field(default_factory=list)
     # the concrete input shapes every score is for (name -> dims)
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    # weights passes stored by content hash (sha256 -> value name -> array), written
+    # beside the plan by save(); a loaded plan reads them from its folder (store)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    store: str | None = None
+
+    @property
+    def weights_store(self):
+        """Where the plan's stored weights are (see :func:`dnnpart.compress.apply_passes`)."""
+        return self.arrays or self.store
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,8 +95,11 @@ class Plan:
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as JSON atomically (a temporary file renamed into place)."""
         from dnnpart._output import write_text
+        from dnnpart.compress._store import save_arrays
 
         try:
+            for arrays in self.arrays.values():  # first: a plan never names missing weights
+                save_arrays(os.path.dirname(os.path.abspath(path)), arrays)
             write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
         except OSError as exc:
             raise UsageError(f"cannot write the plan {os.fspath(path)}: {exc.strerror}") from None
@@ -112,7 +124,9 @@ class Plan:
             )
         d = load_json(data, f"not a valid dnnpart plan: {path}", InvalidModelError)
         try:
-            return cls._from_dict(d)
+            plan = cls._from_dict(d)
+            plan.store = os.path.dirname(os.path.abspath(path))
+            return plan
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidModelError(f"not a valid dnnpart plan: {path} ({exc})") from None
 

@@ -192,6 +192,47 @@ def _shape_options(func):
     )(func)
 
 
+_MEASURE_OPTIONS = (
+    click.option(
+        "--cross-prune",
+        type=click.Choice(["lsq", "dynamic", "greedy"]),
+        help="After partitioning, drop cross-device nets of dense layers within "
+        "--accuracy-budget: lsq (RePurpose re-fit), dynamic (thesis Alg. 4), greedy (Alg. 5).",
+    ),
+    click.option(
+        "--accuracy-budget",
+        type=float,
+        help="Largest held-out top-1 drop below the original model (0.01: 1 point) [0.01].",
+    ),
+    click.option(
+        "--data",
+        type=click.Path(dir_okay=False),
+        help="Calibration .npz (one array per input, labels): also scores accuracy.",
+    ),
+    click.option(
+        "--holdout",
+        type=click.Path(dir_okay=False),
+        help="Held-out .npz the budget is measured on [a seeded quarter of --data].",
+    ),
+    click.option("--labels", "label_name", help="Label array of the data (default: y)."),
+)
+_MEASURE_KEYS = ("cross_prune", "accuracy_budget", "data", "holdout", "label_name")
+
+
+def _measure_options(func):
+    """``--cross-prune``, ``--accuracy-budget``, ``--data``, ``--holdout``, ``--labels``,
+    given to the command as one ``measure`` dict of :func:`dnnpart.partition` keywords."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        measure = {key: kwargs.pop(key) for key in _MEASURE_KEYS}
+        return func(*args, measure={k: v for k, v in measure.items() if v is not None}, **kwargs)
+
+    for option in reversed(_MEASURE_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _load_options(input_shapes, dims, sample) -> dict:
     """:func:`dnnpart.load` keyword arguments from the shape options."""
     from dnnpart.importers._input_shapes import parse_dim, parse_input_shape
@@ -326,6 +367,7 @@ def _print_import(doc) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan (JSON).")
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_measure_options
 @_shape_options
 @handle_errors
 def partition_cmd(
@@ -347,6 +389,7 @@ def partition_cmd(
     input_shapes,
     dims,
     sample,
+    measure,
 ):
     """Partition MODEL for K devices and score the split against the vertical baseline.
 
@@ -394,6 +437,7 @@ def partition_cmd(
             options=options,
             objective=objective,
             progress=status,
+            **measure,
         )
     if output:
         plan.save(output)
@@ -442,6 +486,8 @@ _SCORE_ROWS = (
     ("latency", "latency_s", "time"),
     ("time per sample", "time_per_sample_s", "time"),
     ("max-load (Tarnawski et al.)", "max_load", "ratio"),
+    ("accuracy (held out)", "accuracy", "ratio"),
+    ("accuracy drop", "accuracy_drop", "ratio"),
 )
 
 
@@ -457,6 +503,8 @@ def _print_partition(plan) -> None:
     for col in ("metric", plan.method, "vertical", "ratio"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for label, key, how in _SCORE_ROWS:
+        if key.startswith("accuracy") and key not in plan.scores:
+            continue  # measured only with --data
         table.add_row(
             label,
             format_value(plan.scores.get(key), kinds[how]),
@@ -777,6 +825,7 @@ def _leaderboard_ks(ks: tuple[str, ...], models: tuple[str, ...]) -> tuple[list[
 )
 @click.option("--force", is_flag=True, help="Replace existing -o files.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
+@_measure_options
 @_shape_options
 @handle_errors
 def leaderboard_cmd(
@@ -802,6 +851,7 @@ def leaderboard_cmd(
     input_shapes,
     dims,
     sample,
+    measure,
 ) -> None:
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
@@ -860,6 +910,7 @@ def leaderboard_cmd(
                 max_tasks_per_worker=1 if isolate else None,
                 verify=verify,
                 progress=True,
+                measure=measure or None,
                 **_load_options(input_shapes, dims, sample),
             )
     except Interrupted as exc:
@@ -1201,6 +1252,12 @@ def _print_verify(report) -> None:
         out.print(
             f"accuracy {report.accuracy:.4f} (original model {report.reference_accuracy:.4f}; "
             f"{report.accuracy_of})",
+            highlight=False,
+        )
+    if report.bytes_sparse_planned is not None:
+        out.print(
+            f"zero skipping: {report.bytes_sparse_measured:.1f} bytes per sample as sparse "
+            f"messages, planned {report.bytes_sparse_planned:.1f}",
             highlight=False,
         )
     for p in report.problems:

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "devices": 1,
     "_output": 1,  # output files: checks before the work, atomic writes
     "_files": 1,
+    "_accuracy": 2,  # the user's data and top-1 accuracy (compress, partition, verify)
     "importers": 2,
     "compress": 3,
     "problem": 4,
@@ -35,6 +36,8 @@ LAYERS: dict[str, int] = {
     "testing": 7,
     "_plan": 7,
     "_show": 7,  # the split of a plan per device and layer
+    "_zeros": 6,  # zero skipping: sparse message bytes measured on data
+    "_cross_prune": 7,  # cross-device pruning of a partitioned model (partition calls it)
     "_partition": 8,
     "exporters": 9,
     "runtime": 10,

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dnnpart._notes import note
+from dnnpart.compress._store import load_arrays
 from dnnpart.errors import InvalidModelError, UsageError
 from dnnpart.graph import LayerGraph
 
@@ -26,7 +27,8 @@ __all__ = [
 ]
 
 PRUNE, DEAD, SHARE = "magnitude_prune", "remove_dead_neurons", "share_weights"
-PASS_NAMES = (PRUNE, DEAD, SHARE)
+CROSS = "cross_prune"
+PASS_NAMES = (PRUNE, DEAD, SHARE, CROSS)
 
 
 def prune_passes(prune: float | None) -> list[dict[str, Any]]:
@@ -59,13 +61,15 @@ def passes_from_parameters(parameters: dict[str, Any] | None) -> list[dict[str, 
 
 
 def apply_passes(
-    graph: LayerGraph, passes: Iterable[dict[str, Any]]
+    graph: LayerGraph, passes: Iterable[dict[str, Any]], *, store=None
 ) -> tuple[LayerGraph, list[dict[str, Any]]]:
     """Run ``passes`` on ``graph`` in order.
 
     Returns the new graph and the records to store in a plan: each pass's parameters and
     what it found. Where a pass's input record already holds a finding (a replay), the
     finding must come out the same, else :class:`~dnnpart.errors.InvalidModelError`.
+    ``store`` (a folder, or a mapping from content hash to arrays) holds the weights of
+    passes that stored theirs (``cross_prune``, see :mod:`dnnpart.compress._store`).
     """
     # looked up at call time: the module attributes are the one implementation
     import dnnpart.compress as compress
@@ -87,6 +91,10 @@ def apply_passes(
         if name == SHARE:
             graph, record = _share(graph, spec)
             records.append(record)
+            continue
+        if name == CROSS:
+            graph = replace_weights(graph, load_arrays(store, spec.get("sha256")))
+            records.append(dict(spec))
             continue
         found = spec.get("neurons", 0)
         if isinstance(found, bool) or not isinstance(found, int):
@@ -123,3 +131,39 @@ def _share(graph: LayerGraph, spec: dict[str, Any]) -> tuple[LayerGraph, dict[st
             "the model the plan was made for, or another scikit-learn computed them"
         )
     return graph, {"name": SHARE, "bits": spec["bits"], "seed": seed, "sha256": digest}
+
+
+def replace_weights(graph: LayerGraph, arrays: dict[str, Any]) -> LayerGraph:
+    """A new graph whose weights named in ``arrays`` (by value name) hold those values;
+    each must exist with the same shape and dtype, else InvalidModelError."""
+    import dataclasses
+
+    import numpy as np
+
+    from dnnpart.graph import Weight
+
+    left = dict(arrays)
+    layers = []
+    for layer in graph.layers:
+        changed = {}
+        for role, w in layer.weights.items():
+            if w.name not in arrays:
+                continue
+            value = np.asarray(arrays[w.name])
+            if tuple(value.shape) != tuple(w.shape) or value.dtype != w.numpy().dtype:
+                raise InvalidModelError(
+                    f"stored weight {w.name!r} is {value.dtype}{list(value.shape)}, the "
+                    f"model's is {w.numpy().dtype}{list(w.shape)}"
+                )
+            changed[role] = Weight(
+                w.name, w.shape, w.dtype, w.bits, value.dtype, compute=lambda v=value: v
+            )
+            left.pop(w.name, None)
+        layers.append(
+            dataclasses.replace(layer, weights={**layer.weights, **changed}) if changed else layer
+        )
+    if left:
+        raise InvalidModelError(
+            f"stored weights for values the model does not have: {sorted(left)[:4]}"
+        )
+    return graph.with_layers(layers)

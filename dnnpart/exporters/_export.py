@@ -34,11 +34,23 @@ def model_file(model_path: str | None, out_dir: str | os.PathLike) -> str | None
     return os.path.relpath(model_path, base).replace(os.sep, "/")
 
 
+def stored_weights(passes, store, folder) -> None:
+    """Copy the weights the passes stored (by content hash) into ``folder``, so that the
+    split carries the very weights verify and run must replay."""
+    from dnnpart.compress._store import load_arrays, save_arrays
+
+    for spec in passes:
+        if "sha256" in spec and spec.get("name") == "cross_prune":
+            save_arrays(folder, load_arrays(store, spec["sha256"]))
+
+
 def build_split(model, plan: Plan | str | os.PathLike) -> tuple[Source, Plan, Split]:
     """Load the model, check it against the plan and cut it (nothing is written)."""
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
-    source = prepare(model, plan.passes, plan.model_sha256, plan.input_shapes)
+    source = prepare(
+        model, plan.passes, plan.model_sha256, plan.input_shapes, store=plan.weights_store
+    )
     if plan.granularity == "layer":
         from dnnpart.exporters._layer_export import export_layers
 
@@ -116,6 +128,7 @@ def export(
     }
     prefixes = file_prefixes([d["name"] for d in plan.devices["device"]])
     with staged_folder(out_dir, force=force) as tmp:
+        stored_weights(source.passes, plan.weights_store, tmp)
         for stage in split.stages:
             stage.file = stage_file(prefixes[stage.device], stage.index)
             size = sum(v.const_value.nbytes for v in stage.graph.initializers.values())

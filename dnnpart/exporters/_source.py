@@ -89,10 +89,12 @@ def prepare(
     passes: list[dict[str, Any]],
     sha256: str | None = None,
     input_shapes: dict[str, list[int]] | None = None,
+    *,
+    store=None,
 ) -> Source:
     """Load ``model`` (a path, or a LayerGraph imported from it) at ``input_shapes`` (the
-    plan's), check that its sha256 is ``sha256`` (when given), replay ``passes`` and give
-    every value its type."""
+    plan's), check that its sha256 is ``sha256`` (when given), replay ``passes`` (reading
+    stored weights from ``store``) and give every value its type."""
     import onnx_ir as ir
 
     from dnnpart.compress import apply_passes
@@ -116,7 +118,7 @@ def prepare(
             f"the plan was made for another model (sha256 {sha256[:12]}..., "
             f"{graph.path} has {sha[:12]}...)"
         )
-    changed, records = apply_passes(graph, passes)
+    changed, records = apply_passes(graph, passes, store=store)
     overrides: dict[str, np.ndarray] = {}
     for old, new in zip(graph.layers, changed.layers, strict=True):
         for key, w in new.weights.items():

@@ -376,6 +376,7 @@ def _finish(
             source=cat([p[0] for p in b.net_parts]),
             elements=_counts(cat([p[1] for p in b.net_parts])),
             nbytes=_counts(cat([p[2] for p in b.net_parts])),
+            tensors=dict(b.first_net),
         )
     traffic = cat(b.traffic) if b.traffic else np.zeros(0)
     for vertices, each in b.more_traffic:  # layers that follow a split add no vertex

@@ -282,12 +282,16 @@ class Nets:
         Vertex producing each net.
     elements, nbytes : ndarray of int, shape (m,)
         Size of each net (elements; bytes).
+    tensors : dict, optional
+        Tensor name -> its first net (one net per neuron of the tensor, in neuron order),
+        for readers that need the values a net carries (zero skipping).
     """
 
     pins: sp.csr_array
     source: np.ndarray
     elements: np.ndarray
     nbytes: np.ndarray
+    tensors: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         _set(self, "pins", sp.csr_array(self.pins))

@@ -159,6 +159,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("imbalance", "imbalance", "ratio", _score("imbalance")),
     Column("imbalance_total", "imbalance (model)", "ratio", _score("imbalance_total")),
     Column("memory_max_bytes", "memory max", "size", _memory_max),
+    Column("volume_bytes_sparse", "volume sparse", "size", _score("volume_bytes_sparse")),
+    Column("accuracy_drop", "accuracy drop", "ratio", _score("accuracy_drop")),
     Column("seconds", "run time", "seconds", lambda row: row.seconds),
 )
 

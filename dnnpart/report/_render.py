@@ -83,7 +83,16 @@ def _tables(rows: Sequence[Row]):
         cols = columns_for(gran)
         by_table.setdefault((model, gran), []).append((k, group, best_values(group, cols)))
     for (model, gran), parts in by_table.items():
-        yield model, gran, columns_for(gran), parts
+        # figures measured only on the user's data are shown when some row has them
+        shown = [
+            c
+            for c in columns_for(gran)
+            if c.key not in _MEASURED or any(c.get(r) is not None for _, g, _ in parts for r in g)
+        ]
+        yield model, gran, shown, parts
+
+
+_MEASURED = ("volume_bytes_sparse", "accuracy_drop")
 
 
 def _note(row: Row) -> str:
@@ -148,6 +157,8 @@ _SHORT = {
     "volume_bytes": "volume",
     "volume_ratio": "×vert",
     "imbalance": "imbal.",
+    "accuracy_drop": "acc↓",
+    "volume_bytes_sparse": "sparse",
     "seconds": "run",
 }
 _WIDE = 160  # terminal columns from which every figure fits in the table
@@ -170,7 +181,7 @@ def print_table(rows: Sequence[Row], console=None, full: bool | None = None) -> 
     full = console.width >= _WIDE if full is None else full
     labels = _model_label(rows)
     for model, gran, all_cols, parts in _tables(rows):
-        cols = all_cols if full else [c for c in all_cols if c.key in _COMPACT[gran]]
+        cols = all_cols if full else [c for c in all_cols if c.key in _COMPACT[gran] + _MEASURED]
         table = Table(
             title=_title(model, gran, labels, _objective_of(parts)),
             title_justify="left",

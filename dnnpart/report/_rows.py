@@ -44,6 +44,8 @@ class Task:
     # dnnpart.load's input_shapes, dims and inputs (the concrete input shapes)
     load_options: Any = None
     objective: str = "throughput"  # what layer placement minimises and rows are ranked by
+    # dnnpart.partition's data, holdout, cross_prune, accuracy_budget (accuracy scores)
+    measure: dict[str, Any] | None = None
 
 
 @dataclass

@@ -136,6 +136,7 @@ def run_leaderboard(
     input_shapes: dict | None = None,
     dims: dict | None = None,
     inputs: str | None = None,
+    measure: dict[str, Any] | None = None,
 ) -> list[Row]:
     """Run every (model, granularity, k, partitioner), each in a worker process.
 
@@ -177,6 +178,9 @@ def run_leaderboard(
     input_shapes, dims, inputs
         The concrete input shapes, as in :func:`dnnpart.load` (``inputs``: an ``.npz``
         path); the same for every model.
+    measure : dict, optional
+        :func:`dnnpart.partition`'s ``data``, ``holdout``, ``cross_prune``,
+        ``accuracy_budget`` for every run: the rows gain the accuracy scores.
 
     Returns
     -------
@@ -218,6 +222,7 @@ def run_leaderboard(
         options=options,
         repeat=repeat,
         verify=verify,
+        measure=measure,
         load_options={
             key: value
             for key, value in (("input_shapes", input_shapes), ("dims", dims), ("inputs", inputs))

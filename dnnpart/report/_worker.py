@@ -150,6 +150,7 @@ def _run_task(task: Task, graph) -> dict[str, Any]:
                 seed=task.seed,
                 options=task.options,
                 objective=task.objective,
+                **(task.measure or {}),
             )
         )
     plan = plans[0]

@@ -90,7 +90,7 @@ def compress_model(
     share_bits : int, optional
         k-means weight sharing into ``2**share_bits`` values per layer.
     data : path-like, optional
-        An ``.npz`` (see :mod:`dnnpart.runtime._accuracy`): top-1 accuracy of the original
+        An ``.npz`` (see :mod:`dnnpart._accuracy`): top-1 accuracy of the original
         and of the written model, on its labels (``labels``, default ``y``) or, without
         labels, as agreement with the original model.
     index_bits : int, optional
@@ -99,10 +99,10 @@ def compress_model(
     """
     import onnxruntime as ort
 
+    from dnnpart._accuracy import accuracy, accuracy_of, load_data, predict
     from dnnpart.compress import prune_passes, share_passes, size_table
     from dnnpart.exporters._source import prepare, whole_model
     from dnnpart.exporters._write import save_model_file
-    from dnnpart.runtime._accuracy import accuracy, accuracy_of, load_data, predict
     from dnnpart.runtime._execute import _session_options
     from dnnpart.runtime._verify import model_inputs, reference_session
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnpart.errors import DnnpartError, InvalidModelError, ResourceLimitError, UsageError
-from dnnpart.runtime._accuracy import (
+from dnnpart._accuracy import (
     DEFAULT_LABELS,
     MAX_FEED_BYTES,
     accuracy,
@@ -32,6 +31,8 @@ from dnnpart.runtime._accuracy import (
     read_npz,
     top1,
 )
+from dnnpart._zeros import message_bytes
+from dnnpart.errors import DnnpartError, InvalidModelError, ResourceLimitError, UsageError
 from dnnpart.runtime._execute import Executor
 
 MAX_SAMPLES = 1 << 20
@@ -70,6 +71,10 @@ class VerifyReport:
     reference_accuracy: float | None = None
     accuracy_of: str | None = None
     device_names: list[str] = field(default_factory=list)  # from the device file
+    # zero skipping (dnnpart._zeros): the transfers' bytes as sparse messages, per sample
+    # (mean over samples), and the plan's volume_bytes_sparse (None: not scored)
+    bytes_sparse_measured: float | None = None
+    bytes_sparse_planned: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,7 +205,13 @@ def original_source(folder, manifest: dict[str, Any], model=None):
 
     path = original_model(folder, manifest, model)
     info = manifest.get("model") or {}
-    return prepare(path, manifest_passes(manifest), info.get("sha256"), info.get("input_shapes"))
+    return prepare(
+        path,
+        manifest_passes(manifest),
+        info.get("sha256"),
+        info.get("input_shapes"),
+        store=os.fspath(folder),
+    )
 
 
 def load_feeds(inputs, specs, *, samples: int = 4, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -317,7 +328,7 @@ def verify(
     want = (m.get("model") or {}).get("sha256")
     # each sample has the plan's shapes (an array of many along a batch axis of 1 is cut)
     recorded = (m.get("model") or {}).get("input_shapes") or {}
-    source = prepare(path, manifest_passes(m), want, recorded)
+    source = prepare(path, manifest_passes(m), want, recorded, store=os.fspath(folder))
     specs = [(n, dt, recorded.get(n, dims)) for n, dt, dims in model_inputs(source.model)]
     y = None
     if inputs is None:
@@ -336,7 +347,7 @@ def verify(
     link = np.zeros((k, k), dtype=np.int64)
     compute = np.zeros(k)
     out_bytes = np.zeros(k, dtype=np.int64)
-    route = ref_s = 0.0
+    route = ref_s = sparse = 0.0
     diagnosed = False
     with tempfile.TemporaryDirectory(prefix="dnnpart-verify-") as tmp:
         ref = reference_session(source, tmp, threads=threads)
@@ -348,7 +359,11 @@ def verify(
             ref_out = _run(ref.run, out_names, feed, "the model")
             expected = dict(zip(out_names, ref_out, strict=True))
             ref_s += time.perf_counter() - t0
-            got, stats = _run(executor.run, None, feed, "the split")
+            trace: list = []
+            got, stats = _run(lambda f, t=trace: executor.run(f, trace=t), None, feed, "the split")
+            sparse += sum(
+                int(message_bytes(a.size, np.count_nonzero(a), a.itemsize)) for _, a in trace
+            )
             if scored is not None:
                 ref_top.append(top1(expected[scored]))
                 if scored in got:
@@ -410,6 +425,8 @@ def verify(
         reference_accuracy=acc[1],
         accuracy_of=acc_of,
         device_names=[str(d["name"]) for d in m["devices"]["device"]],
+        bytes_sparse_measured=sparse / n,
+        bytes_sparse_planned=((m.get("plan") or {}).get("scores") or {}).get("volume_bytes_sparse"),
     )
 
 

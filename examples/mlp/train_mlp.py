@@ -10,9 +10,10 @@ Usage::
 
     python examples/mlp/train_mlp.py [--out-dir DIR]
 
-Writes ``mlp.onnx`` and ``digits_test.npz`` (held-out split: ``x`` float32 [N, 64] in
-[0, 1], ``y`` int64 [N]) into DIR (default: this script's folder). Running it twice gives
-byte-identical files on the same machine.
+Writes ``mlp.onnx``, ``digits_test.npz`` (held-out split: ``x`` float32 [N, 64] in
+[0, 1], ``y`` int64 [N]) and ``digits_calib.npz`` (the training split, calibration data
+for ``dnnpart partition --cross-prune``) into DIR (default: this script's folder).
+Running it twice gives byte-identical files on the same machine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ OPSET = 17
 IR_VERSION = 8
 MODEL_FILE = "mlp.onnx"
 DATA_FILE = "digits_test.npz"
+CALIB_FILE = "digits_calib.npz"  # the training split: calibration for --cross-prune
 # Fixed zip member timestamp: np.savez stamps members with the current time, which would
 # make the .npz differ between two runs. 1980-01-01 is the earliest date zip can store.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     model_path = args.out_dir / MODEL_FILE
     onnx.save(to_onnx(clf), model_path)
     save_npz(args.out_dir / DATA_FILE, x=x_test, y=y_test)
+    save_npz(args.out_dir / CALIB_FILE, x=x_train, y=y_train)
 
     proba = onnx_predict(model_path, x_test)
     pred_onnx = proba.argmax(axis=1)
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         f"test accuracy (onnxruntime): {acc:.4f} on {len(y_test)} samples "
         f"[train {len(y_train)}, {clf.n_iter_} epochs, max |p_onnx - p_sklearn| = {max_err:.1e}]"
     )
-    for name in (MODEL_FILE, DATA_FILE):
+    for name in (MODEL_FILE, DATA_FILE, CALIB_FILE):
         print(f"wrote {args.out_dir / name} ({(args.out_dir / name).stat().st_size} bytes)")
     return 0
 

@@ -168,3 +168,25 @@ def test_load_partitioner_by_path_and_class():
     assert load_partitioner(faulty.Stripes) is faulty.Stripes
     with pytest.raises(UsageError, match="not a partitioner"):
         load_partitioner("lb_faulty_partitioners:ALL")
+
+
+@pytest.mark.slow
+def test_accuracy_and_cross_pruning_reach_every_row(tmp_path):
+    """--data / --cross-prune go to every run; the tables show the accuracy drop and the
+    sparse volume only when a row has them."""
+    import numpy as np
+
+    from dnnpart.report import to_markdown
+
+    path = str(models.save(models.mlp_matmul((6, 5, 4, 3), batch="N"), tmp_path))
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, input=rng.standard_normal((24, 6)).astype(np.float32), y=rng.integers(0, 3, 24))
+    measure = {"data": str(data), "cross_prune": "dynamic", "accuracy_budget": 0.5}
+    rows = run_leaderboard([path], [2], ["vertical"], jobs=1, measure=measure)
+    assert rows[0].status == "ok", rows[0].reason
+    scores = rows[0].scores
+    assert scores["accuracy_drop"] <= 0.5 and scores["volume_bytes_sparse"] is not None
+    assert "accuracy drop" in to_markdown(rows)
+    plain = run_leaderboard([path], [2], ["vertical"], jobs=1)
+    assert "accuracy drop" not in to_markdown(plain)

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 import dnnpart
+from dnnpart._accuracy import accuracy, load_data, top1
 from dnnpart.cli import main
 from dnnpart.errors import OutputConflictError, UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import compress_model, verify
-from dnnpart.runtime._accuracy import accuracy, load_data, top1
 
 ort = pytest.importorskip("onnxruntime")
 

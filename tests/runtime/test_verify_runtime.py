@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 import dnnpart
+from dnnpart._accuracy import samples_from as _samples_from
 from dnnpart.cli import main
 from dnnpart.errors import UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import Executor, verify
-from dnnpart.runtime._accuracy import samples_from as _samples_from
 from dnnpart.runtime._verify import _compare
 
 pytest.importorskip("onnxruntime")
