@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from dnnpart.errors import DnnpartError
+from dnnpart.errors import DnnpartError, InvalidModelError
 from dnnpart.importers._structure import outer_names_used
 
 __all__ = ["measure_shapes", "sample_feeds", "MeasureError", "Measured", "ort_node"]
@@ -187,7 +187,7 @@ def _feeds(model, big, input_shapes, sample) -> dict[str, np.ndarray]:
         if vi.name in big_names or vi.name not in input_shapes:
             continue
         elem = vi.type.tensor_type.elem_type
-        specs.append((vi.name, onnx.helper.tensor_dtype_to_np_dtype(elem), input_shapes[vi.name]))
+        specs.append((vi.name, _np_dtype(elem, f"model input {vi.name!r}"), input_shapes[vi.name]))
     feeds = sample_feeds(specs)
     for name, dtype, shape in specs:
         value = np.asarray(sample[name]) if name in sample else None
@@ -196,8 +196,17 @@ def _feeds(model, big, input_shapes, sample) -> dict[str, np.ndarray]:
         if value is not None and value.shape == tuple(shape) and value.dtype.kind in "biuf":
             feeds[name] = value.astype(dtype, copy=False)
     for t in big:
-        feeds[t.name] = np.zeros(tuple(t.dims), onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+        feeds[t.name] = np.zeros(tuple(t.dims), _np_dtype(t.data_type, f"initializer {t.name!r}"))
     return feeds
+
+
+def _np_dtype(elem: int, what: str) -> np.dtype:
+    """The numpy type of an ONNX element type; a file's undefined or unknown type is an
+    :class:`InvalidModelError` (the fuzzer's ``elem_type 0`` on a model input)."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    except (KeyError, ValueError, TypeError):
+        raise InvalidModelError(f"{what} has no valid element type ({elem})") from None
 
 
 def _run(model: onnx.ModelProto, feeds) -> tuple[list[str], list]:

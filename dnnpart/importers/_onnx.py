@@ -86,6 +86,7 @@ def load_onnx(
         _warn(warnings, strict, f"opset {opset} is newer than this onnx knows ({known})")
 
     # 3. shapes: concrete inputs, every intermediate from them
+    _check_input_types(proto.graph)
     concrete, notes = resolve_input_shapes(
         declared_inputs(proto.graph), input_shapes, dims, sample_shapes
     )
@@ -144,6 +145,19 @@ def _default_opset(proto: onnx.ModelProto) -> int:
         if entry.domain in _STANDARD_DOMAINS:
             return entry.version
     return 1
+
+
+def _check_input_types(graph: onnx.GraphProto) -> None:
+    """Every real tensor input has a defined element type: without one nothing can feed
+    it, and shape inference tools loop on it (the fuzzer's ``elem_type 0``)."""
+    init = {t.name for t in graph.initializer}
+    defined = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    for vi in graph.input:
+        if vi.name in init or not vi.type.HasField("tensor_type"):
+            continue
+        elem = vi.type.tensor_type.elem_type
+        if elem not in defined:
+            raise InvalidModelError(f"model input {vi.name!r} has no valid element type ({elem})")
 
 
 def _infer_shapes(

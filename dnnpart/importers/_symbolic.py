@@ -19,7 +19,10 @@ from dnnpart.importers._shape_table import type_shape
 
 __all__ = ["symbolic_shapes"]
 
-_TIMEOUT = 120.0
+_TIMEOUT = 30.0
+# passes of its inference loop; it stops when a pass adds nothing, in a few passes on the
+# models we have seen, but it is not guaranteed to stop on a hostile one
+_MAX_PASSES = 16
 
 
 def symbolic_shapes(light: onnx.ModelProto, names: list[str]) -> dict[str, tuple]:
@@ -44,7 +47,9 @@ def _infer(light: onnx.ModelProto, wanted: set[str]) -> dict[str, tuple]:
 
     sym = SymbolicShapeInference(2**31 - 1, True, False, 0)  # int_max, auto_merge, guess, verbose
     sym._preprocess(light)
-    while sym.run_:
+    for _ in range(_MAX_PASSES):
+        if not sym.run_:
+            break
         sym._infer_impl()
     sym._update_output_from_vi()
     graph = sym.out_mp_.graph

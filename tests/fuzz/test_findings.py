@@ -315,3 +315,16 @@ def test_constant_of_shape_value_must_be_a_one_element_tensor_in_the_model(tmp_p
     _save(tmp_path, nodes, [_vi("x", [2])], [_vi("y", [2])], [_ints("s", [2])])
     out = _run(tmp_path, "import", "model.onnx", "--json")
     assert out.code == 3 and "ConstantOfShape" in out.stderr, out.stderr
+
+
+def test_model_input_without_element_type_is_an_invalid_model(tmp_path):
+    """Found by the long run (seed 1, mutant 401): ``elem_type 0`` on the MLP's input was an
+    internal error (KeyError) in the measuring onnxruntime run."""
+    import onnx
+
+    model = onnx.load(str(MLP))
+    model.graph.input[0].type.tensor_type.elem_type = 0
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    for args in (["import", "model.onnx"], ["partition", "model.onnx", "-k", "2"]):
+        out = _run(tmp_path, *args)
+        assert out.code == 3 and "no valid element type" in out.stderr, out.stderr
