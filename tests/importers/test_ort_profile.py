@@ -22,7 +22,7 @@ from tests import models
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("profile")
-    return str(models.save(models.residual_net(channels=48, inputs=8, image=24), tmp, "res.onnx"))
+    return str(models.save(models.residual_net(channels=48, inputs=8, image=48), tmp, "res.onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def test_every_layer_gets_its_nodes_time(times):
 
 def test_layer_times_add_up_to_each_profiled_run(times):
     # per run, from the same trace: the layers' kernels are the run but for the executor
+    # (a model of a few ms per run, so that the executor's fixed cost stays small)
     assert 0.9 <= times.kernel_share <= 1.0
 
 
