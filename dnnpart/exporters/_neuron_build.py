@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dnnpart.errors import InvalidModelError
 from dnnpart.exporters._manifest import Piece
 from dnnpart.exporters._source import Source
 from dnnpart.problem import PlacedLayout
@@ -77,6 +78,11 @@ class Builder:
         if shape is None or axis is None or n is None:
             return shape
         dims = list(shape)
+        if not -len(dims) <= axis < len(dims):  # the file's value_info contradicts the layer
+            raise InvalidModelError(
+                f"tensor {name!r} is declared with shape {dims}, which has no axis {axis} "
+                "to split; the model's value_info disagrees with its operators"
+            )
         dims[axis] = n
         return self.ir.Shape(dims)
 

@@ -17,6 +17,7 @@ iterations the Loop ran (:attr:`Measured.trips`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -39,6 +40,11 @@ _NODE_PATTERNS = (
     r"In Node, \(\"([^\"]+)\"",
     r"node with name '([^']+)'",
 )
+
+
+# the measuring run's inputs (random sample and big weights as zeros) at most; a model that
+# needs more is not measured (its open shapes are named in a warning)
+MAX_FEED_BYTES = 1 << 31
 
 
 class MeasureError(DnnpartError):
@@ -188,6 +194,10 @@ def _feeds(model, big, input_shapes, sample) -> dict[str, np.ndarray]:
             continue
         elem = vi.type.tensor_type.elem_type
         specs.append((vi.name, _np_dtype(elem, f"model input {vi.name!r}"), input_shapes[vi.name]))
+    need = sum(math.prod(shape) * np.dtype(dtype).itemsize for _, dtype, shape in specs)
+    need += sum(math.prod(t.dims) * _np_dtype(t.data_type, "initializer").itemsize for t in big)
+    if need > MAX_FEED_BYTES:  # before anything is allocated
+        raise MeasureError(f"its inputs would take {need} bytes, over {MAX_FEED_BYTES}")
     feeds = sample_feeds(specs)
     for name, dtype, shape in specs:
         value = np.asarray(sample[name]) if name in sample else None

@@ -91,6 +91,12 @@ def load_onnx(
         declared_inputs(proto.graph), input_shapes, dims, sample_shapes
     )
     warnings.extend(notes)
+    for name, shape in concrete.items():
+        if math.prod(shape) > MAX_ELEMENTS:  # the measuring run would allocate it
+            raise ResourceLimitError(
+                f"input {name!r} has shape {list(shape)} ({math.prod(shape)} elements, "
+                f"over the limit of {MAX_ELEMENTS})"
+            )
     trips: dict[str, int] = {}
     shapes = _infer_shapes(proto, warnings, concrete, trips, sample)
 

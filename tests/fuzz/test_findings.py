@@ -328,3 +328,31 @@ def test_model_input_without_element_type_is_an_invalid_model(tmp_path):
     for args in (["import", "model.onnx"], ["partition", "model.onnx", "-k", "2"]):
         out = _run(tmp_path, *args)
         assert out.code == 3 and "no valid element type" in out.stderr, out.stderr
+
+
+def test_input_dimension_beyond_any_memory_is_a_resource_limit(tmp_path):
+    """Found by the long run (seed 1, mutant 1126): a 2**62 input dimension made the
+    measuring onnxruntime run allocate its sample (ValueError: array is too big)."""
+    import onnx
+
+    model = onnx.load(str(MLP))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**62
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    out = _run(tmp_path, "import", "model.onnx")
+    assert out.code == 5 and "over the limit" in out.stderr, out.stderr
+
+
+def test_value_info_of_the_wrong_rank_is_refused_at_neuron_export(tmp_path):
+    """Found by the long run (seed 1, mutants 1125 and 1231): a value_info declaring
+    ``[2]`` for a layer's ``[1, 32]`` output was an IndexError in the neuron exporter."""
+    import onnx
+
+    model = onnx.load(str(MLP))
+    name = next(n.output[0] for n in model.graph.node if n.op_type == "Relu")
+    model.graph.value_info.append(_vi(name, [2]))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    args = ["-k", "2", "-p", "vertical", "--granularity", "neuron", "-o", "plan.json"]
+    out = _run(tmp_path, "partition", "model.onnx", *args)
+    assert out.code == 0, out.stderr
+    out = _run(tmp_path, "export", "model.onnx", "plan.json", "-o", "split")
+    assert out.code == 3 and "no axis 1 to split" in out.stderr, out.stderr
