@@ -358,7 +358,7 @@ def _print_import(doc) -> None:
     type=float,
     default=0.03,
     show_default=True,
-    help="Tolerated overload per layer: 0.03 lets a device take 3 %% more than its share.",
+    help="Tolerated overload per layer: 0.03 lets a device take 3 % more than its share.",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of randomised partitioners."
@@ -856,7 +856,7 @@ def leaderboard_cmd(
     """Run every partitioner on every MODEL and k, each in its own process, and rank them.
 
     Rows that fit in memory and are balanced come first, ranked by --objective (time
-    per sample by default; rows within 1 %% share a rank; others are marked), with every
+    per sample by default; rows within 1 % share a rank; others are marked), with every
     figure also as a ratio to the vertical baseline; a partitioner that fails, crashes or runs out
     of time fails only its own row. The table goes to stdout (JSON with --json), progress
     to stderr; -o writes a self-contained HTML report, Markdown, JSON or CSV.

@@ -125,6 +125,15 @@ def test_help_explains_every_partition_option():
 # -- results that are infeasible or odd say so -------------------------------------------------
 
 
+def test_help_texts_print_percent_signs_once():
+    # click does not %-format help texts: a "%%" written for argparse reaches the user
+    for name in main.commands:
+        out = cli(name, "--help")
+        assert out.exit_code == 0, (name, out.output)
+        assert "%%" not in out.output, name
+    assert "3 % more" in cli("partition", "--help").output
+
+
 def test_a_split_that_does_not_fit_in_memory_is_shown_and_exits_5(tmp_path):
     small = tmp_path / "small.toml"
     small.write_text(DEVICES.format(phone="64KiB"))

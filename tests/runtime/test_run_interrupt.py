@@ -23,7 +23,7 @@ MLP = Path(__file__).resolve().parents[2] / "examples" / "mlp" / "mlp.onnx"
 
 def _ray_daemons() -> set[int]:
     """gcs_server and raylet processes of this environment's Ray."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     found = set()
     for line in out.splitlines():
         pid, _, args = line.strip().partition(" ")
@@ -51,6 +51,8 @@ def test_ctrl_c_stops_the_run_and_its_ray(tmp_path):
         deadline = time.monotonic() + 120
         while not (_ray_daemons() - before) and time.monotonic() < deadline:
             time.sleep(0.5)
+        # ps -ww: without it, args are cut at 80 columns and no daemon is ever seen
+        assert _ray_daemons() - before, "the run's Ray never started"
         time.sleep(3)  # Ray up; the actors start (an interrupt then must stop them too)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
