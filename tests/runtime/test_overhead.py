@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import dnnpart
 from dnnpart.cli import main
+from dnnpart.devices import Device, DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.importers._ort_profile import profile_layers, profiled_json
 from dnnpart.problem import max_load
@@ -58,3 +59,32 @@ def test_cli_profile_measures_a_ray_call(mlp, tmp_path):
     # a round trip through Ray's scheduler: more than a function call, far less than 0.1 s
     assert 1e-5 < call < 0.1
     assert json.loads(out.read_text())["dnnpart"]["call_overhead_s"] == call
+
+
+def test_partition_charges_the_profile_call_to_devices_without_their_own(mlp, tmp_path):
+    times = profile_layers(mlp, runs=2, warmup=0)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profiled_json(times, call_overhead=2.5e-3)))
+    total = times.seconds.sum()
+    graph = dnnpart.load(path)
+    one = dnnpart.partition(graph, k=1, method="pipeline")
+    assert one.scores["max_load"] == pytest.approx(total + 2.5e-3)
+    assert one.devices["device"][0]["call_overhead"] == 2.5e-3  # the plan says so
+    # device b's own figure wins: 1 s per sample keeps everything on a
+    own = DeviceSet((Device("a"), Device("b", call_overhead=1.0)))
+    plan = dnnpart.partition(graph, devices=own, method="pipeline")
+    assert [d["call_overhead"] for d in plan.devices["device"]] == [2.5e-3, 1.0]
+    assert set(plan.labels.tolist()) == {0}
+    assert plan.scores["max_load"] == pytest.approx(total + 2.5e-3)
+    # an ONNX model planned on the profile (--profile) and the command line alike
+    res = CliRunner().invoke(
+        main, ["partition", mlp, "--profile", str(path), "-k", "1", "-p", "pipeline", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["scores"]["max_load"] == pytest.approx(total + 2.5e-3)
+    toml = tmp_path / "d.toml"
+    toml.write_text('[[device]]\nname = "a"\ncall_overhead = "1s"\n')
+    args = ["partition", str(path), "--devices", str(toml), "-p", "pipeline", "--json"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["scores"]["max_load"] == pytest.approx(total + 1.0)
