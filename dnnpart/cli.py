@@ -603,6 +603,8 @@ def profile_cmd(
     if as_json:
         _emit_json({"layers": layers, "layer_seconds": total, "run_seconds": times.run_seconds,
                     "call_overhead_s": None if call is None else call.seconds,
+                    "call_host_cpu_s": None if call is None else call.host_cpu_s,
+                    "call_host_cpu_per_byte_s": None if call is None else call.host_cpu_per_byte_s,
                     "output": output})  # fmt: skip
     else:
         for layer in sorted(layers, key=lambda x: -x["seconds"])[:15]:
@@ -615,6 +617,11 @@ def profile_cmd(
             click.echo(
                 f"one Ray actor call: {call.seconds * 1e3:.3f} ms (median of {call.calls}), "
                 f"{call.driver_cpu_s * 1e3:.3f} ms of the caller's CPU"
+                + (
+                    ""
+                    if call.host_cpu_s is None
+                    else f", {call.host_cpu_s * 1e3:.3f} ms of this machine's with Ray's"
+                )
             )
     console.print(f"wrote {output}; plan with: dnnpart partition {output}", highlight=False)
 

@@ -4,6 +4,7 @@ and ``dnnpart profile --runtime-overhead``, which writes it into the profile."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -55,9 +56,13 @@ def test_cli_profile_measures_a_ray_call(mlp, tmp_path):
     args = ["profile", mlp, "--runs", "2", "--runtime-overhead", "-o", str(out), "--json"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    call = json.loads(res.stdout)["call_overhead_s"]
+    doc = json.loads(res.stdout)
+    call = doc["call_overhead_s"]
     # a round trip through Ray's scheduler: more than a function call, far less than 0.1 s
     assert 1e-5 < call < 0.1
+    if sys.platform.startswith("linux"):  # CPU of the driver and its Ray, from /proc
+        assert 0 < doc["call_host_cpu_s"] < 0.1
+        assert 0 <= doc["call_host_cpu_per_byte_s"] < 1e-6
     assert json.loads(out.read_text())["dnnpart"]["call_overhead_s"] == call
 
 
