@@ -306,7 +306,8 @@ def test_overhead_is_validated():
         heterogeneous_problem(np.ones((2, 2)), [0], [1], np.zeros(2), overhead=[1.0])
 
 
-def test_refine_bookkeeping_when_a_device_is_emptied_or_filled():
+@pytest.mark.parametrize("group", [None, [0, 0, -1, -1, 1, 1]])
+def test_refine_bookkeeping_when_a_device_is_emptied_or_filled(group):
     from dnnpart.partitioners._pipeline_refine import _LocalSearch
 
     rng = np.random.default_rng(11)
@@ -314,21 +315,24 @@ def test_refine_bookkeeping_when_a_device_is_emptied_or_filled():
     src, dst = np.array([0, 1, 2, 3, 4, 0]), np.array([1, 2, 3, 4, 5, 3])
     prob = heterogeneous_problem(
         rng.integers(1, 5, (3, n)).astype(float), src, dst, rng.integers(0, 3, n) / 2.0,
-        overhead=[0.5, 2.0, 7.0],
+        overhead=[0.5, 2.0, 7.0], group=None if group is None else np.array(group),
     )  # fmt: skip
-    starts = [[0, 0, 0, 0, 0, 1], [0, 0, 1, 1, 2, 2], [2, 2, 2, 2, 2, 2], [0, 1, 0, 1, 0, 1]]
+    starts = [[0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 2, 2], [2, 2, 2, 2, 2, 2]]
+    if group is None:
+        starts.append([0, 1, 0, 1, 0, 1])
     for start in starts:
         search = _LocalSearch(prob, np.array(start), lexicographic=False)
+        last = len(search.groups) - 1
         for steps in (
-            [(5, 0)], [(5, 2)], [(0, 1)],  # moves: empty device 1, fill device 2, ...
-            [(0, 2), (5, 0)], [(4, 1), (5, 0)], [(5, 0), (0, 1)],  # swaps and pairs
+            [(last, 0)], [(last, 2)], [(0, 1)],  # moves that empty or fill a device
+            [(0, 2), (last, 0)], [(1, 1), (last, 0)], [(last, 0), (0, 1)],  # swaps, pairs
         ):  # fmt: skip
             after = search.dev_array()
             for q, t in steps:
                 after[search.groups[q]] = t
             want = device_loads(prob, after).total
             np.testing.assert_allclose(search._evaluate(steps), want, rtol=1e-12)
-        search.apply([(5, 2)])
+        search.apply([(last, 2)])
         np.testing.assert_allclose(search.load, device_loads(prob, search.dev_array()).total)
         assert search.nodes == np.bincount(search.dev_array(), minlength=3).tolist()
 
