@@ -318,8 +318,8 @@ def test_refine_bookkeeping_when_a_device_is_emptied_or_filled(group):
         overhead=[0.5, 2.0, 7.0], group=None if group is None else np.array(group),
     )  # fmt: skip
     starts = [[0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 2, 2], [2, 2, 2, 2, 2, 2]]
-    if group is None:
-        starts.append([0, 1, 0, 1, 0, 1])
+    if group is None:  # node 5 alone on device 1: moving it empties the device
+        starts += [[0, 1, 0, 1, 0, 1], [0, 0, 0, 0, 0, 1]]
     for start in starts:
         search = _LocalSearch(prob, np.array(start), lexicographic=False)
         last = len(search.groups) - 1
