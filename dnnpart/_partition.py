@@ -264,19 +264,23 @@ def _idle_message(method: str, scores, devices: DeviceSet) -> list[str]:
 
 
 def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> DeviceSet:
-    """The devices to partition for: given, ``k`` identical ones, or a profile's."""
+    """The devices to partition for: given, ``k`` identical ones, or a profile's. On a
+    profile, devices without a ``call_overhead`` of their own take the profile's measured
+    one (``dnnpart.call_overhead_s``, 0 when it has none)."""
     profile = graph.profile
     if devices is None and profile is not None:
         from dnnpart.importers._profiled import profile_devices
 
         # the file's accelerators and CPU cores; -k K sets the number of accelerators
-        return profile_devices(profile, None if k is None else k)
-    if devices is None:
+        devices = profile_devices(profile, None if k is None else k)
+    elif devices is None:
         if k is None:
             raise UsageError("give k or devices")
         return DeviceSet.identical(k)
-    if k is not None and k != devices.k:
+    elif k is not None and k != devices.k:
         raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
+    if profile is not None:
+        return devices.with_call_overhead(profile.call_overhead)
     return devices
 
 

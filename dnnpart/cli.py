@@ -556,14 +556,20 @@ def _memory_fits(plan) -> str:
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
 @click.option("--runs", type=int, default=10, show_default=True, help="Measured runs (median).")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Unmeasured runs first.")
+@click.option(
+    "--runtime-overhead",
+    is_flag=True,
+    help="Also measure one Ray actor call of `dnnpart run` (starts a local Ray) and write it "
+    "as dnnpart.call_overhead_s: plans then charge it once per sample to each device used.",
+)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-layer times as JSON.")
 @_shape_options
 @handle_errors
 def profile_cmd(
-    model, devices_file, reference, threads, runs, warmup, output, force, as_json,
-    input_shapes, dims, sample,
+    model, devices_file, reference, threads, runs, warmup, runtime_overhead, output, force,
+    as_json, input_shapes, dims, sample,
 ):  # fmt: skip
     """Measure each layer of MODEL with onnxruntime and write a profiled graph.
 
@@ -582,7 +588,12 @@ def profile_cmd(
             model, runs=runs, warmup=warmup, threads=threads,
             **_load_options(input_shapes, dims, sample),
         )  # fmt: skip
-        doc = profiled_json(times, devices, reference)
+        call = None
+        if runtime_overhead:
+            from dnnpart.runtime import runtime_overhead as measure_call
+
+            call = measure_call()
+        doc = profiled_json(times, devices, reference, None if call is None else call.seconds)
     write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     layers = [
         {"name": n["name"], "seconds": n["fpgaLatency"], "memory_bytes": n["size"]}
@@ -591,6 +602,9 @@ def profile_cmd(
     total = float(times.seconds.sum())
     if as_json:
         _emit_json({"layers": layers, "layer_seconds": total, "run_seconds": times.run_seconds,
+                    "call_overhead_s": None if call is None else call.seconds,
+                    "call_host_cpu_s": None if call is None else call.host_cpu_s,
+                    "call_host_cpu_per_byte_s": None if call is None else call.host_cpu_per_byte_s,
                     "output": output})  # fmt: skip
     else:
         for layer in sorted(layers, key=lambda x: -x["seconds"])[:15]:
@@ -599,6 +613,16 @@ def profile_cmd(
             f"{len(layers)} layers: {total * 1e3:.3f} ms in layers, "
             f"{times.run_seconds * 1e3:.3f} ms per run (median of {runs})"
         )
+        if call is not None:
+            click.echo(
+                f"one Ray actor call: {call.seconds * 1e3:.3f} ms (median of {call.calls}), "
+                f"{call.driver_cpu_s * 1e3:.3f} ms of the caller's CPU"
+                + (
+                    ""
+                    if call.host_cpu_s is None
+                    else f", {call.host_cpu_s * 1e3:.3f} ms of this machine's with Ray's"
+                )
+            )
     console.print(f"wrote {output}; plan with: dnnpart partition {output}", highlight=False)
 
 

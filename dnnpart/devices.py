@@ -18,6 +18,7 @@ Device file format
     memory = "8GiB"             # bytes as a number, or a string; omit (or inf) = unlimited
     memory_bandwidth = "51GB/s" # bytes/s its memory reads and writes (optional)
     threads = 4                 # onnxruntime threads of its actor in `dnnpart run` (optional)
+    call_overhead = "1ms"       # fixed seconds per sample of a device that holds work (optional)
     node = "10.0.0.7"           # `dnnpart run`: the Ray node (IP address) to run on (optional)
     resources = {jetson = 1}    # `dnnpart run`: custom Ray resources its actor needs (optional)
 
@@ -41,6 +42,11 @@ binary; an optional space between number and unit):
 - ``latency``: ``s``, ``ms``, ``us`` (or ``µs``), ``ns``; zero is allowed.
 - ``memory_bandwidth``: like ``bandwidth``. A layer takes the longer of its compute time
   and its memory time, bytes read and written over this (:mod:`dnnpart.problem._time`).
+- ``call_overhead``: like ``latency`` (seconds, >= 0). What a device pays once per sample
+  when it holds any layer, whatever the layers cost: in ``dnnpart run`` the round trip of
+  one Ray actor call (``dnnpart profile --runtime-overhead`` measures it, about 1 ms).
+  Pipelined loads add it to every device that is used; unset, it is 0, or the profile's
+  ``dnnpart.call_overhead_s`` when planning on a profile.
 
 Defaults (also those of :meth:`DeviceSet.identical`): speed 1e12 FLOP/s, unlimited memory,
 memory bandwidth 1e11 B/s (100 GB/s), bandwidth 1.25e9 B/s (10 Gbit/s Ethernet), latency
@@ -54,7 +60,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -108,7 +114,9 @@ class Device:
     (:mod:`dnnpart.problem._time`). ``threads``, ``node`` and ``resources`` only place the
     device's actor in
     ``dnnpart run`` (onnxruntime threads, Ray node IP, custom Ray resources as
-    ``(name, amount)`` pairs); scoring ignores them.
+    ``(name, amount)`` pairs); scoring ignores them. ``call_overhead`` (seconds, >= 0,
+    finite) is paid once per sample by a device that holds work; None means unset: 0, or
+    a profile's measured figure (:meth:`DeviceSet.with_call_overhead`).
     """
 
     name: str
@@ -118,6 +126,7 @@ class Device:
     node: str | None = None
     resources: tuple[tuple[str, float], ...] = ()
     memory_bandwidth: float = DEFAULT_MEMORY_BANDWIDTH
+    call_overhead: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -126,6 +135,9 @@ class Device:
         _check_number(self.memory, f"device {self.name!r} memory", finite=False)
         what = f"device {self.name!r} memory_bandwidth"
         _check_number(self.memory_bandwidth, what, finite=False)
+        if self.call_overhead is not None:
+            what = f"device {self.name!r} call_overhead"
+            _check_number(self.call_overhead, what, finite=True, zero_ok=True)
         t = self.threads
         if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
             raise UsageError(f"device {self.name!r} threads must be a positive integer, got {t!r}")
@@ -213,6 +225,21 @@ class DeviceSet:
     def memory_bandwidths(self) -> np.ndarray:
         """Bytes/s each device's memory moves, shape (k,)."""
         return np.array([d.memory_bandwidth for d in self.devices], dtype=np.float64)
+
+    @property
+    def call_overheads(self) -> np.ndarray:
+        """Seconds each device pays per sample when it holds work, shape (k,); unset is 0."""
+        return np.array([d.call_overhead or 0.0 for d in self.devices], dtype=np.float64)
+
+    def with_call_overhead(self, seconds: float) -> DeviceSet:
+        """The same devices, those without a ``call_overhead`` of their own taking
+        ``seconds`` (a profile's measured round trip)."""
+        _check_number(seconds, "call_overhead", finite=True, zero_ok=True)
+        devices = tuple(
+            d if d.call_overhead is not None else replace(d, call_overhead=float(seconds))
+            for d in self.devices
+        )
+        return DeviceSet(devices, self.default_link, self.links)
 
     @property
     def memories(self) -> np.ndarray:
@@ -309,7 +336,8 @@ class DeviceSet:
             where = f"device[{i}]"
             if not isinstance(e, dict):
                 raise UsageError(f"{where}: must be a table")
-            keys = {"name", "speed", "memory", "memory_bandwidth", "threads", "node", "resources"}
+            keys = {"name", "speed", "memory", "memory_bandwidth", "call_overhead", "threads"}
+            keys |= {"node", "resources"}
             _no_unknown(e, keys, f"{where}.")
             name = e.get("name")
             if not isinstance(name, str) or not name.strip():
@@ -321,6 +349,9 @@ class DeviceSet:
             memory = _quantity(e.get("memory", math.inf), "memory", f"{where}.memory")
             mem_bw = e.get("memory_bandwidth", DEFAULT_MEMORY_BANDWIDTH)
             mem_bw = _quantity(mem_bw, "bandwidth", f"{where}.memory_bandwidth")
+            call = e.get("call_overhead")
+            if call is not None:
+                call = _quantity(call, "latency", f"{where}.call_overhead")
             resources = e.get("resources", {})
             if not isinstance(resources, dict):
                 raise UsageError(f"{where}.resources: must be a table of name = amount")
@@ -334,6 +365,7 @@ class DeviceSet:
                         node=e.get("node"),
                         resources=tuple(sorted(resources.items())),
                         memory_bandwidth=mem_bw,
+                        call_overhead=call,
                     )
                 )
             except UsageError as exc:
@@ -371,6 +403,8 @@ class DeviceSet:
             if dev.memory_bandwidth != DEFAULT_MEMORY_BANDWIDTH:
                 bw = dev.memory_bandwidth
                 entry["memory_bandwidth"] = float(bw) if math.isfinite(bw) else "inf"
+            if dev.call_overhead is not None:
+                entry["call_overhead"] = float(dev.call_overhead)
             if dev.threads is not None:
                 entry["threads"] = dev.threads
             if dev.node is not None:

@@ -96,6 +96,10 @@ def test_example_file(tmp_path):
         ("memory", "3 TiB", 3 * 2.0**40),
         ("memory", "unlimited", math.inf),
         ("memory", "inf", math.inf),
+        ("call_overhead", "1ms", 1e-3),
+        ("call_overhead", "1087us", 1.087e-3),
+        ("call_overhead", 0, 0.0),
+        ("call_overhead", 2e-3, 2e-3),
     ],
 )
 def test_device_units(field, text, value):
@@ -180,6 +184,12 @@ _DELETE = object()
         ("device.0.memory", "-1GB", r"device\[0\]\.memory: must be > 0"),
         ("device.0.memory", "8 gigs", r"device\[0\]\.memory: cannot read"),
         ("device.0.memory", [8], r"device\[0\]\.memory: must be a number"),
+        ("device.0.call_overhead", -1e-3, r"device\[0\]\.call_overhead: must be >= 0"),
+        ("device.0.call_overhead", math.inf, r"device\[0\]\.call_overhead: must be a finite"),
+        ("device.0.call_overhead", math.nan, r"device\[0\]\.call_overhead: must be a finite"),
+        ("device.0.call_overhead", "inf", r"device\[0\]\.call_overhead: cannot read"),
+        ("device.0.call_overhead", "1 MB", r"device\[0\]\.call_overhead: cannot read"),
+        ("device.0.call_overhead", False, r"device\[0\]\.call_overhead: must be a number"),
         ("link.bandwidth", 0, r"link\.bandwidth: must be > 0"),
         ("link.bandwidth", "10Gbit", r"link\.bandwidth: cannot read"),
         ("link.latency", -1e-6, r"link\.latency: must be >= 0"),
@@ -250,3 +260,20 @@ def test_constructor_checks():
         Link(bandwidth=-1)
     with pytest.raises(UsageError, match="no device pair"):
         DeviceSet.identical(2).link(0, 2)
+
+
+def test_call_overhead_unset_is_zero_and_a_profile_fills_only_unset_devices():
+    ds = DeviceSet.from_dict(
+        {"device": [{"name": "a"}, {"name": "b", "call_overhead": "2ms"}, {"name": "c"}]}
+    )
+    assert ds.devices[0].call_overhead is None
+    np.testing.assert_allclose(ds.call_overheads, [0.0, 2e-3, 0.0])
+    filled = ds.with_call_overhead(1e-3)
+    np.testing.assert_allclose(filled.call_overheads, [1e-3, 2e-3, 1e-3])
+    assert filled.names == ds.names and filled.default_link == ds.default_link
+    again = DeviceSet.from_dict(json.loads(json.dumps(filled.to_dict())))
+    assert again == filled and ds.to_dict()["device"][0].keys() == {"name", "speed"}
+    with pytest.raises(UsageError, match="call_overhead must be >= 0"):
+        ds.with_call_overhead(-1.0)
+    with pytest.raises(UsageError, match="call_overhead must be a finite"):
+        Device("x", call_overhead=math.inf)

@@ -187,7 +187,10 @@ def profile_layers(
 
 
 def profiled_json(
-    times: LayerTimes, devices: DeviceSet | None = None, reference: str | None = None
+    times: LayerTimes,
+    devices: DeviceSet | None = None,
+    reference: str | None = None,
+    call_overhead: float | None = None,
 ) -> dict:
     """The profiled-graph document (Tarnawski et al. 2020 format, times in seconds).
 
@@ -204,6 +207,10 @@ def profiled_json(
         An edge's ``cost`` is ``latency + bytes / bandwidth`` of the default link.
     reference : str, optional
         The device name of this machine in ``devices``.
+    call_overhead : float, optional
+        Seconds of one device call in ``dnnpart run`` (:func:`dnnpart.runtime.
+        runtime_overhead`), written as ``dnnpart.call_overhead_s``: plans on this profile
+        charge it once per sample to every device they use that sets none of its own.
     """
     devices = devices if devices is not None else DeviceSet.identical(1)
     names = list(devices.names)
@@ -236,21 +243,26 @@ def profiled_json(
             {"sourceId": i, "destId": j, "cost": cost, "size": nbytes} for j in sorted(targets)
         ]
     memory = devices.memories.min()
+    ours = {
+        "unit": "seconds",
+        "runs": times.runs,
+        "threads": times.threads,
+        "run_seconds": times.run_seconds,
+        "kernel_share": times.kernel_share,
+        "devices": devices.to_dict(),
+        "reference": names[ref],
+    }
+    if call_overhead is not None:
+        if not (isinstance(call_overhead, (int, float)) and 0 <= call_overhead < math.inf):
+            raise UsageError(f"call_overhead must be finite and >= 0, got {call_overhead!r}")
+        ours["call_overhead_s"] = float(call_overhead)
     return {
         "maxFPGAs": devices.k,
         "maxCPUs": 0,
         "maxSizePerFPGA": 0 if math.isinf(memory) else float(memory),
         "nodes": nodes,
         "edges": edges,
-        "dnnpart": {
-            "unit": "seconds",
-            "runs": times.runs,
-            "threads": times.threads,
-            "run_seconds": times.run_seconds,
-            "kernel_share": times.kernel_share,
-            "devices": devices.to_dict(),
-            "reference": names[ref],
-        },
+        "dnnpart": ours,
     }
 
 

@@ -66,6 +66,9 @@ class ProfiledGraph:
         Cost of sending a node's output to another device (0 for nodes without out-edges).
     max_fpgas, max_cpus : int
     max_size_per_fpga : float
+    call_overhead : float
+        Seconds a device pays once per sample when it holds any node: the file's optional
+        ``dnnpart.call_overhead_s`` (``dnnpart profile --runtime-overhead``), else 0.
     """
 
     ids: np.ndarray
@@ -84,6 +87,7 @@ class ProfiledGraph:
     max_fpgas: int
     max_cpus: int
     max_size_per_fpga: float
+    call_overhead: float = 0.0
 
     @property
     def num_nodes(self) -> int:
@@ -158,6 +162,10 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
     max_cpus = r.integer(doc, "maxCPUs", "top level")
     nodes = r.array(doc, "nodes", "top level")
     edges = r.array(doc, "edges", "top level")
+    ours = doc.get("dnnpart", {})
+    if not isinstance(ours, dict):
+        raise InvalidModelError(f"{source}: top level: field 'dnnpart' must be an object")
+    call_overhead = r.number(ours, "call_overhead_s", "dnnpart", default=0.0)
 
     ids, names, fpga, cpu, size, supported, backward, color, index_of = _read_nodes(r, nodes)
     n = len(nodes)
@@ -183,6 +191,7 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
         max_fpgas=max_fpgas,
         max_cpus=max_cpus,
         max_size_per_fpga=max_size,
+        call_overhead=call_overhead,
     )
 
 

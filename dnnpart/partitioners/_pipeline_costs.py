@@ -5,9 +5,10 @@ Placement of DNN Graph Operators", NeurIPS 2020, Section 4: the DP over ideals n
 every pair of ideals ``J ⊂ I``, the load of one device of each class holding ``I \\ J``.
 
 Compute time, unsupported nodes and memory are differences of per-ideal sums (prefix sums
-over the lattice). Communication is a hypergraph cut: node ``u``'s hyperedge is its unit
-plus its consumers' units, of cost ``out_cost[u]``, and a device set pays it iff the
-hyperedge meets the set and leaves it. With ``n_K(e) = |e ∩ K|`` and ``X(I)`` the
+over the lattice); a stage is never empty, so its device's class overhead is added to all.
+Communication is a hypergraph cut: node ``u``'s hyperedge is its unit plus its consumers'
+units, of cost ``out_cost[u]``, and a device set pays it iff the hyperedge meets the set
+and leaves it. With ``n_K(e) = |e ∩ K|`` and ``X(I)`` the
 hyperedges crossing ``I`` (``0 < n_I(e) < |e|``), for ``J ⊆ I``::
 
     comm(I \\ J) = out(J) + sum over e in X(I) of c_e * ([n_J(e) != n_I(e)] - [n_J(e) > 0])
@@ -52,6 +53,7 @@ class StageCosts:
         self.check_sup = [not dc.supported.all() for dc in prob.devices]
         self.cap = np.array([dc.memory for dc in prob.devices]) * (1 + MEM_RTOL)
         self.pays = [dc.pays_communication for dc in prob.devices]
+        self.overhead = [dc.overhead for dc in prob.devices]
         self._hyperedges(prob, unit, ideals)
 
     def _hyperedges(self, prob, unit, ideals) -> None:
@@ -99,8 +101,9 @@ class StageCosts:
         uses them) and rows are reordered, more crossing hyperedges first."""
         ncls = len(self.pays)
         cost = np.empty((ncls, J.size))
-        for c in range(ncls):
+        for c in range(ncls):  # a stage is never empty: its device pays the overhead
             np.subtract(np.repeat(self.time[c][rows], counts), self.time[c][J], out=cost[c])
+            cost[c] += self.overhead[c]
         if np.isfinite(bound):
             keep = (cost.min(axis=0) if ncls > 1 else cost[0]) <= bound
             kept = np.concatenate([[0], np.cumsum(keep)])

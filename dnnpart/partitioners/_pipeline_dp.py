@@ -14,7 +14,8 @@ ideals ``J ⊆ I`` the difference ``I \\ J`` is contiguous (no path leaves it an
 and a chain of ideals ``∅ = I_0 ⊆ … ⊆ I_k = V`` is a pipeline whose stages only send data
 forward. The DP fills ``dp[s][I]`` = best max-load for placing ``I`` on the devices of
 *device state* ``s`` by extending one state short of ``s`` with one more device holding
-``I \\ J``. It is optimal over all splits whose devices can be ordered so that every edge
+``I \\ J`` (paying its class's ``overhead``; a device left empty pays nothing). It is
+optimal over all splits whose devices can be ordered so that every edge
 goes forward (an acyclic quotient graph; each device's set is then contiguous).
 
 Both settings run through the same DP; only the device states differ:
@@ -186,7 +187,15 @@ def _searchable(prob: PipelineProblem, pairs: int) -> PipelineProblem:
     for d in range(prob.num_devices):
         dc = prob.devices[cls[d]]
         devs.append(
-            DeviceClass(dc.name, 1, dc.time, dc.memory, dc.pays_communication, dc.supported)
+            DeviceClass(
+                dc.name,
+                1,
+                dc.time,
+                dc.memory,
+                dc.pays_communication,
+                dc.supported,
+                overhead=dc.overhead,
+            )  # fmt: skip
         )
     return PipelineProblem(
         prob.src,

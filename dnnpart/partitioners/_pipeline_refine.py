@@ -2,7 +2,8 @@
 
 The paper notes that non-contiguous splits can beat the contiguous optimum of its dynamic
 program; :func:`refine` explores them by moving and swapping colocation groups between
-devices, accepting only steps that lower max-load (:func:`dnnpart.problem.max_load`).
+devices, accepting only steps that lower max-load (:func:`dnnpart.problem.max_load`,
+including the overhead a device pays while it holds any node).
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ class _LocalSearch:
             for w in self.cons[u]:
                 self.cnt[u][self.dev[w]] += 1
         self.used = np.bincount(a, weights=prob.size, minlength=K).tolist()
+        # nodes per device: a device pays its class overhead while it holds any
+        self.nodes = np.bincount(a, minlength=K).tolist()
+        self.overhead = [prob.devices[c].overhead for c in cls]
         self.load = device_loads(prob, a).total.tolist()
         # neighbours of each group (other groups sharing an edge)
         self.gnbr = [
@@ -185,16 +189,23 @@ class _LocalSearch:
         for u in touched:
             self._comm(u, load, -1.0)
         undo = []
+        nodes = list(self.nodes)
         for q, t in steps:
             s = self.dev[self.groups[q][0]]
             load[s] -= self.gtime[q][s]
             load[t] += self.gtime[q][t]
+            nodes[s] -= len(self.groups[q])
+            nodes[t] += len(self.groups[q])
             self._shift(q, s, t)
             undo.append((q, s, t))
         for u in touched:
             self._comm(u, load, 1.0)
         for q, s, t in reversed(undo):
             self._shift(q, t, s)
+        # a device emptied stops paying its overhead, one newly used starts (compared
+        # after all steps: a swap may empty a device and fill it again)
+        for d in {d for _, s, t in undo for d in (s, t)}:
+            load[d] += self.overhead[d] * ((nodes[d] > 0) - (self.nodes[d] > 0))
         return load
 
     def _fits(self, steps) -> bool:
@@ -269,6 +280,8 @@ class _LocalSearch:
             s = self.dev[self.groups[q][0]]
             self.used[s] -= self.gsize[q]
             self.used[t] += self.gsize[q]
+            self.nodes[s] -= len(self.groups[q])
+            self.nodes[t] += len(self.groups[q])
             self._shift(q, s, t)
         # recompute from scratch so that rounding never accumulates
         self.load = device_loads(self.prob, self.dev_array()).total.tolist()

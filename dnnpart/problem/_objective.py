@@ -6,7 +6,9 @@ what the leaderboard ranks by:
 
 throughput
     Pipelined time per sample, Tarnawski et al. (2020) max-load style: the largest device
-    load ``compute_d + send_d + recv_d`` (scores ``time_per_sample_s``); on a graph profiled
+    load ``compute_d + send_d + recv_d + call_d`` (scores ``time_per_sample_s``), where
+    ``call_d`` is the device's ``call_overhead`` when it holds any vertex (a fixed cost
+    per sample of using it, such as one actor call in ``dnnpart run``); on a graph profiled
     in the paper's format with CPU cores, the paper's own max-load
     (:func:`dnnpart.problem.max_load`, scores ``max_load``).
 latency
@@ -145,6 +147,7 @@ class LayerCosts:
         self.devices = devices
         self.memory = (problem.param_bytes + problem.activation_bytes).astype(np.float64)
         self.capacity = devices.memories
+        self.calls = devices.call_overheads
         nets = problem.communication
         pins = nets.pins.tocsr()
         self.net_of_pin = np.repeat(np.arange(pins.shape[0]), np.diff(pins.indptr))
@@ -176,12 +179,14 @@ class LayerCosts:
 
     def device_loads(self, labels: np.ndarray) -> np.ndarray:
         """Pipelined load per device: compute plus the link time of every message it sends
-        and receives, shape (k,)."""
+        and receives, plus its call overhead if it holds any vertex, shape (k,)."""
         k = self.k
         net, a, b = self.messages(labels)
         t = self.lat[a, b] + self.net_bytes[net] / self.bw[a, b]
         compute = np.bincount(labels, weights=self.vertex_times(labels), minlength=k)
-        return compute + np.bincount(a, weights=t, minlength=k) + np.bincount(b, t, minlength=k)
+        calls = np.where(np.bincount(labels, minlength=k) > 0, self.calls, 0.0)
+        comm = np.bincount(a, weights=t, minlength=k) + np.bincount(b, t, minlength=k)
+        return compute + comm + calls
 
     def volume_bytes(self, labels: np.ndarray) -> float:
         net, _, _ = self.messages(labels)

@@ -6,7 +6,9 @@ Placement of DNN Graph Operators", NeurIPS 2020, Section 4 ("throughput maximisa
 Objective (*max-load*, time per sample of a pipeline): a device's load is the compute time
 of its nodes plus, when the device pays for communication, ``out_cost[u]`` once for every
 node ``u`` on it whose output goes to another device and once for every node ``u``
-elsewhere whose output it receives. The answer is the largest load; memory per device,
+elsewhere whose output it receives; plus, once, its class's ``overhead`` when it holds any
+node (a fixed cost per sample of using a device, e.g. the round trip of one actor call in
+``dnnpart run``; 0 in the paper). The answer is the largest load; memory per device,
 colocation groups (the paper's colour classes) and per-node support must hold.
 
 Two settings share the model: classes of identical devices in any order (the paper's
@@ -62,6 +64,8 @@ class DeviceClass:
     ids : tuple of int, optional
         The numbers of this class's devices in assignments (default: classes numbered one
         after another, see :class:`PipelineProblem`).
+    overhead : float
+        Time a device of this class adds to its load once when it holds any node (>= 0).
     """
 
     name: str
@@ -71,6 +75,7 @@ class DeviceClass:
     pays_communication: bool = True
     supported: np.ndarray | None = None
     ids: tuple[int, ...] | None = None
+    overhead: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +149,8 @@ class PipelineProblem:
                 raise UsageError(f"device class {dc.name!r}: supported must have length n")
             if not dc.memory >= 0:
                 raise UsageError(f"device class {dc.name!r}: memory must be >= 0")
+            if not 0 <= dc.overhead < np.inf:
+                raise UsageError(f"device class {dc.name!r}: overhead must be finite and >= 0")
             t = _nonneg(dc.time, n, f"device class {dc.name!r} time", allow_inf=True)
             # an infinite time is another way of saying "cannot run here"
             sup = sup & np.isfinite(t)
@@ -156,6 +163,7 @@ class PipelineProblem:
                     bool(dc.pays_communication),
                     sup,
                     None if dc.ids is None else tuple(int(d) for d in dc.ids),
+                    float(dc.overhead),
                 )
             )
         object.__setattr__(self, "devices", tuple(fixed))
@@ -204,32 +212,40 @@ def _nonneg(a, n, what, default=None, allow_inf=False):
 
 @dataclass(frozen=True, eq=False)
 class LoadBreakdown:
-    """Per-device load: ``total = compute + comm_out + comm_in`` (each shape (K,))."""
+    """Per-device load: ``total = compute + comm_out + comm_in + calls`` (each shape (K,));
+    ``calls`` is the class overhead of every device that holds a node."""
 
     compute: np.ndarray
     comm_out: np.ndarray
     comm_in: np.ndarray
+    calls: np.ndarray
 
     @property
     def total(self) -> np.ndarray:
-        return self.compute + self.comm_out + self.comm_in
+        return self.compute + self.comm_out + self.comm_in + self.calls
 
 
 # ----------------------------------------------------------------------------------------
 # building problems
 
 
-def tarnawski_problem(graph: ProfiledGraph, num_accelerators=None, num_cpus=None):
+def tarnawski_problem(
+    graph: ProfiledGraph, num_accelerators=None, num_cpus=None, call_overhead=None
+):
     """The paper's setting: identical accelerators, then CPU cores (no communication cost).
 
     Devices ``0..num_accelerators-1`` are accelerators, the next ``num_cpus`` CPU cores.
-    Defaults come from the file (``maxFPGAs``, ``maxCPUs``).
+    Defaults come from the file (``maxFPGAs``, ``maxCPUs``). Every device used pays
+    ``call_overhead`` once (default the file's ``dnnpart.call_overhead_s``, else 0).
     """
     a = graph.max_fpgas if num_accelerators is None else num_accelerators
     c = graph.max_cpus if num_cpus is None else num_cpus
     memory = graph.max_size_per_fpga if graph.max_size_per_fpga > 0 else np.inf  # 0: unlimited
-    acc = DeviceClass("accelerator", a, graph.fpga_time, memory, True, graph.supported_on_fpga)
-    cpu = DeviceClass("cpu", c, graph.cpu_time, np.inf, False, None)
+    call = graph.call_overhead if call_overhead is None else float(call_overhead)
+    acc = DeviceClass(
+        "accelerator", a, graph.fpga_time, memory, True, graph.supported_on_fpga, overhead=call
+    )
+    cpu = DeviceClass("cpu", c, graph.cpu_time, np.inf, False, None, overhead=call)
     return PipelineProblem(
         graph.src,
         graph.dst,
@@ -253,6 +269,7 @@ def heterogeneous_problem(
     pays_communication=None,
     names=None,
     ordered=False,
+    overhead=None,
 ) -> PipelineProblem:
     """``k`` possibly different devices; the pipeline chooses which device takes which stage.
 
@@ -274,6 +291,8 @@ def heterogeneous_problem(
     names : sequence of str, optional
     ordered : bool
         Keep the devices in their given order.
+    overhead : array, shape (k,), optional
+        What each device adds once when it holds any node (default 0).
     """
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 2:
@@ -282,12 +301,13 @@ def heterogeneous_problem(
     memory = np.full(k, np.inf) if memory is None else np.asarray(memory, np.float64)
     pays = np.ones(k, bool) if pays_communication is None else np.asarray(pays_communication)
     names = [f"device{d}" for d in range(k)] if names is None else list(names)
-    if memory.shape != (k,) or pays.shape != (k,) or len(names) != k:
-        raise UsageError("memory, pays_communication and names need one entry per device")
+    overhead = np.zeros(k) if overhead is None else np.asarray(overhead, np.float64)
+    if memory.shape != (k,) or pays.shape != (k,) or len(names) != k or overhead.shape != (k,):
+        raise UsageError("memory, pays_communication, names and overhead need one entry per device")
     classes: dict[tuple, list[int]] = {}
     for d in range(k):
-        key = (d,) if ordered else (times[d].tobytes(), float(memory[d]), bool(pays[d]))
-        classes.setdefault(key, []).append(d)
+        same = (times[d].tobytes(), float(memory[d]), bool(pays[d]), float(overhead[d]))
+        classes.setdefault((d,) if ordered else same, []).append(d)
     devs = tuple(
         DeviceClass(
             "+".join(names[d] for d in ids),
@@ -296,6 +316,7 @@ def heterogeneous_problem(
             float(memory[ids[0]]),
             bool(pays[ids[0]]),
             ids=None if ordered else tuple(ids),
+            overhead=float(overhead[ids[0]]),
         )
         for ids in classes.values()
     )
@@ -340,8 +361,13 @@ def device_loads(problem, assignment, num_accelerators=None, num_cpus=None) -> L
     senders = np.unique(prob.src[cross])
     comm_in = np.bincount(recv[1], weights=prob.out_cost[recv[0]], minlength=K) * pays
     comm_out = np.bincount(a[senders], weights=prob.out_cost[senders], minlength=K) * pays
+    overhead = np.array([dc.overhead for dc in prob.devices])[cls]
+    calls = np.where(np.bincount(a, minlength=K) > 0, overhead, 0.0)
     return LoadBreakdown(
-        compute.astype(np.float64), comm_out.astype(np.float64), comm_in.astype(np.float64)
+        compute.astype(np.float64),
+        comm_out.astype(np.float64),
+        comm_in.astype(np.float64),
+        calls.astype(np.float64),
     )
 
 

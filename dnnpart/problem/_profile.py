@@ -9,6 +9,8 @@ Two sources of layer problems, one cost model (:mod:`dnnpart.problem._pipeline`)
   speed``, or the bytes it moves over the memory bandwidth when longer) per device, a
   layer's output costs ``latency + bytes / bandwidth`` to send, memory is the device's.
 
+In both, a device that holds any layer also pays its ``call_overhead`` once per sample.
+
 The pipeline partitioner minimises :func:`pipeline_problem_of`'s max-load; scoring reports
 it for profiled problems (the paper's objective, exactly).
 """
@@ -43,14 +45,15 @@ class Profile:
     graph: ProfiledGraph
     order: np.ndarray
 
-    def pipeline(self, k: int) -> PipelineProblem:
+    def pipeline(self, k: int, call_overhead: float | None = None) -> PipelineProblem:
         """The paper's problem on ``k`` devices: the file's CPU cores and ``k - cpus``
-        accelerators (:func:`tarnawski_problem`)."""
+        accelerators (:func:`tarnawski_problem`), each used device paying
+        ``call_overhead`` (default the file's)."""
         cpus = self.graph.max_cpus
         accelerators = k - cpus
         if accelerators < 1:
             raise UsageError(f"k = {k} leaves no accelerator beside {cpus} CPU cores")
-        return tarnawski_problem(self.graph, accelerators, cpus)
+        return tarnawski_problem(self.graph, accelerators, cpus, call_overhead)
 
 
 def layer_group(problem) -> int:
@@ -74,14 +77,22 @@ def pipeline_problem_of(problem) -> tuple[PipelineProblem, slice, np.ndarray]:
     if problem.profile is not None:
         order = np.asarray(problem.profile.order)
         prof, devices = problem.profile.graph, problem.devices
-        if devices is None or prof.max_cpus or np.all(devices.speeds == devices.speeds[0]):
+        if devices is None:
             return problem.profile.pipeline(problem.k), sl, order
+        calls = devices.call_overheads
+        one_call = bool(np.all(calls == calls[0]))
+        if prof.max_cpus or (one_call and np.all(devices.speeds == devices.speeds[0])):
+            if not one_call:
+                raise UsageError(
+                    "the devices of a profiled graph with CPU cores need one call_overhead"
+                )
+            return problem.profile.pipeline(problem.k, float(calls[0])), sl, order
         # devices of other speeds (a profile made by ``dnnpart profile``): the file's times
         # are those of the fastest device, a device of speed s takes time * max / s
         times = prof.fpga_time[None, :] * (devices.speeds.max() / devices.speeds)[:, None]
         pipeline = heterogeneous_problem(
             times, prof.src, prof.dst, prof.out_cost, memory=devices.memories, size=prof.size,
-            group=prof.color_class, names=list(devices.names),
+            group=prof.color_class, names=list(devices.names), overhead=calls,
         )  # fmt: skip
         return pipeline, sl, order
     devices = problem.devices if problem.devices is not None else DeviceSet.identical(problem.k)
@@ -103,5 +114,6 @@ def pipeline_problem_of(problem) -> tuple[PipelineProblem, slice, np.ndarray]:
         memory=devices.memories,
         size=problem.param_bytes[sl].astype(float),
         names=list(devices.names),
+        overhead=devices.call_overheads,
     )
     return pipeline, sl, np.arange(len(work))

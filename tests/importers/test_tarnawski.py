@@ -87,6 +87,13 @@ def test_fields_of_a_small_graph():
         g.fpga_time[0] = 9.0  # arrays are read-only
 
 
+def test_call_overhead_of_dnnpart_profile():
+    assert _parse(_doc()).call_overhead == 0.0  # the paper's files have none
+    assert _parse({**_doc(), "dnnpart": {"unit": "seconds"}}).call_overhead == 0.0
+    doc = {**_doc(), "dnnpart": {"call_overhead_s": 1.087e-3}}
+    assert _parse(doc).call_overhead == 1.087e-3
+
+
 def test_integral_float_counts_are_accepted():
     doc = _doc()
     doc["maxFPGAs"] = 2.0
@@ -136,6 +143,9 @@ _DELETE = object()
         (("edges", 1, "cost"), -1.0, "edge #1 (2 -> 3): field 'cost' must be"),
         (("edges", 1, "destId"), 2, "self-loop on node 2"),
         (("edges", 2, "cost"), 0.75, "node 1 ('a') has out-edges with different costs"),
+        (("dnnpart",), [1], "field 'dnnpart' must be an object"),
+        (("dnnpart",), {"call_overhead_s": -1e-3}, "dnnpart: field 'call_overhead_s' must be"),
+        (("dnnpart",), {"call_overhead_s": "1ms"}, "'call_overhead_s' must be a number"),
     ],
 )
 def test_bad_fields_are_named(path, value, needle):

@@ -133,3 +133,23 @@ def test_cli_partition_takes_the_objective():
     assert doc["ratios"]["latency_s"] <= 1.0
     res = CliRunner().invoke(main, [*args, "--objective", "speed"])
     assert res.exit_code == 2
+
+
+def test_call_overhead_of_a_used_device_by_hand():
+    # b pays 10 s per sample once it holds a layer: everything stays on a (3 x 2 s)
+    devices = DeviceSet((Device("a", 1e12), Device("b", 1e12, call_overhead=10.0)))
+    p = chain(devices=devices)
+    costs = LayerCosts(p, "throughput")
+    link = 50e-6 + 1e9 / 1.25e9
+    np.testing.assert_allclose(costs.device_loads(np.array([0, 0, 1])), [4 + link, 12 + link])
+    np.testing.assert_allclose(costs.device_loads(np.array([0, 0, 0])), [6, 0])
+    assert score(p, np.array([0, 0, 1])).time_per_sample_s == pytest.approx(12 + link)
+    for method in ("pipeline", "kl", "metis", "spectral"):
+        labels = get_registry().get(method)().partition(p)
+        assert costs.value(labels) == pytest.approx(6.0), method
+        assert labels.tolist() == [0, 0, 0], method
+    # the same overhead on both devices adds to the split's load and does not change it
+    even = DeviceSet((Device("a", 1e12, call_overhead=1.0), Device("b", 1e12, call_overhead=1.0)))
+    labels = get_registry().get("pipeline")().partition(chain(devices=even))
+    assert sorted(np.bincount(labels, minlength=2).tolist()) == [1, 2]
+    assert LayerCosts(chain(devices=even)).value(labels) == pytest.approx(5 + link)

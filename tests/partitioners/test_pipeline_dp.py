@@ -29,11 +29,14 @@ from dnnpart.problem import (
 # an independent scorer and brute force (plain Python, straight from the data README)
 
 
-def score(n, edges, cost, dev_time, pays, assignment):
+def score(n, edges, cost, dev_time, pays, assignment, overhead=None):
     """Max-load: device d pays time of its nodes, plus cost[u] once per u on d sending
-    elsewhere and once per u elsewhere sending to d (when it pays communication)."""
+    elsewhere and once per u elsewhere sending to d (when it pays communication), plus
+    ``overhead[d]`` when it holds any node."""
     K = len(dev_time)
     load = [0.0] * K
+    for d in set(assignment):
+        load[d] += overhead[d] if overhead else 0.0
     for u in range(n):
         load[assignment[u]] += dev_time[assignment[u]][u]
     receivers = {}
@@ -78,12 +81,13 @@ def brute_force(prob: PipelineProblem):
     ok = [prob.devices[c].supported.tolist() for c in cls]
     pays = [prob.devices[c].pays_communication for c in cls]
     mem = [prob.devices[c].memory for c in cls]
+    overhead = [prob.devices[c].overhead for c in cls]
     edges = list(zip(prob.src.tolist(), prob.dst.tolist(), strict=True))
     cost, size, groups = prob.out_cost.tolist(), prob.size.tolist(), prob.group.tolist()
     best = np.inf
     for a in itertools.product(range(K), repeat=n):
         if allowed(n, edges, a, K, ordered=prob.ordered, groups=groups, ok=ok, size=size, mem=mem):
-            best = min(best, score(n, edges, cost, dev_time, pays, a))
+            best = min(best, score(n, edges, cost, dev_time, pays, a, overhead))
     return best
 
 
@@ -251,6 +255,93 @@ def test_heterogeneous_devices_in_any_order_against_brute_force():
         PipelineProblem(src, dst, prob.out_cost, devs, size=np.ones(5), ordered=True)
     )
     assert free.max_load <= fixed.max_load
+
+
+# ---------------------------------------------------------------------------------------
+# a fixed cost per used device (call_overhead)
+
+
+def test_overhead_large_enough_keeps_everything_on_one_device():
+    # two equal nodes, free transfers: split, 1 per device; a device of overhead 5 loses
+    times = np.ones((2, 2))
+    src, dst, cost = np.array([0]), np.array([1]), np.zeros(2)
+    split = pipeline_dp(heterogeneous_problem(times, src, dst, cost))
+    assert split.max_load == 1.0 and sorted(split.assignment.tolist()) == [0, 1]
+    prob = heterogeneous_problem(times, src, dst, cost, overhead=[0.0, 5.0])
+    res = assert_dp_matches_brute_force(prob)
+    assert res.max_load == 2.0 and res.assignment.tolist() == [0, 0]
+    loads = device_loads(prob, [0, 1])
+    assert loads.calls.tolist() == [0.0, 5.0] and loads.total.tolist() == [1.0, 6.0]
+    assert device_loads(prob, [0, 0]).calls.tolist() == [0.0, 0.0]  # device 1 unused
+    # a small overhead on both adds to the split's max-load, which still wins
+    both = pipeline_dp(heterogeneous_problem(times, src, dst, cost, overhead=[0.25, 0.25]))
+    assert both.max_load == 1.25 and both.dp_value == 1.25
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("ordered", [True, False])
+def test_overheads_against_brute_force(seed, ordered):
+    rng = np.random.default_rng(300 + seed)
+    src, dst = RESIDUAL if seed % 2 else DIAMOND
+    n = 5 if seed % 2 else 4
+    work = rng.integers(1, 8, n).astype(float)
+    prob = heterogeneous_problem(
+        work[None, :] / np.array([1.0, 2.0, 0.5])[:, None],
+        np.array(src),
+        np.array(dst),
+        rng.integers(0, 4, n) / 2.0,
+        memory=[6, 4, 9],
+        size=rng.integers(0, 3, n).astype(float),
+        overhead=rng.integers(0, 6, 3) / 2.0,
+        ordered=ordered,
+    )
+    assert_dp_matches_brute_force(prob)
+
+
+def test_overhead_is_validated():
+    with pytest.raises(UsageError, match="overhead must be finite and >= 0"):
+        dc = DeviceClass("d", 1, np.ones(2), overhead=-1)
+        PipelineProblem(np.array([0]), np.array([1]), np.zeros(2), (dc,))
+    with pytest.raises(UsageError, match="one entry per device"):
+        heterogeneous_problem(np.ones((2, 2)), [0], [1], np.zeros(2), overhead=[1.0])
+
+
+@pytest.mark.parametrize("group", [None, [0, 0, -1, -1, 1, 1]])
+def test_refine_bookkeeping_when_a_device_is_emptied_or_filled(group):
+    from dnnpart.partitioners._pipeline_refine import _LocalSearch
+
+    rng = np.random.default_rng(11)
+    n = 6
+    src, dst = np.array([0, 1, 2, 3, 4, 0]), np.array([1, 2, 3, 4, 5, 3])
+    prob = heterogeneous_problem(
+        rng.integers(1, 5, (3, n)).astype(float), src, dst, rng.integers(0, 3, n) / 2.0,
+        overhead=[0.5, 2.0, 7.0], group=None if group is None else np.array(group),
+    )  # fmt: skip
+    starts = [[0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 2, 2], [2, 2, 2, 2, 2, 2]]
+    if group is None:  # node 5 alone on device 1: moving it empties the device
+        starts += [[0, 1, 0, 1, 0, 1], [0, 0, 0, 0, 0, 1]]
+    for start in starts:
+        search = _LocalSearch(prob, np.array(start), lexicographic=False)
+        last = len(search.groups) - 1
+        for steps in (
+            [(last, 0)], [(last, 2)], [(0, 1)],  # moves that empty or fill a device
+            [(0, 2), (last, 0)], [(1, 1), (last, 0)], [(last, 0), (0, 1)],  # swaps, pairs
+        ):  # fmt: skip
+            after = search.dev_array()
+            for q, t in steps:
+                after[search.groups[q]] = t
+            want = device_loads(prob, after).total
+            np.testing.assert_allclose(search._evaluate(steps), want, rtol=1e-12)
+        search.apply([(last, 2)])
+        np.testing.assert_allclose(search.load, device_loads(prob, search.dev_array()).total)
+        assert search.nodes == np.bincount(search.dev_array(), minlength=3).tolist()
+
+
+def test_refine_moves_off_a_device_whose_overhead_is_the_bottleneck():
+    prob = heterogeneous_problem(np.ones((2, 2)), [0], [1], np.zeros(2), overhead=[0.0, 5.0])
+    out = refine(prob, [0, 1])
+    assert out.initial_max_load == 6.0 and out.max_load == 2.0
+    assert out.assignment.tolist() == [0, 0]
 
 
 def _tiny_profiled_graph():
