@@ -13,14 +13,12 @@ sequence open. ``tests/test_corpus_exporters.py`` counts each model's MACs by ha
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
+from _checked import run
 
 
 def _models(paddle):
@@ -81,18 +79,5 @@ def build(out: Path) -> dict[str, np.ndarray]:
     return expected
 
 
-def check(out: Path, expected: dict[str, np.ndarray]) -> None:
-    """The converted models compute what the framework computed (needs onnxruntime)."""
-    import onnxruntime as ort
-
-    for name, want in expected.items():
-        session = ort.InferenceSession(str(out / f"{name}.onnx"))
-        got = session.run(None, dict(np.load(out / f"{name}.npz")))[0]
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-        print(f"{name}: onnxruntime agrees with paddle", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
-    os.makedirs(out, exist_ok=True)
-    check(out, build(out))
+    run(build, "paddle")

@@ -22,8 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
+from _checked import run  # noqa: E402
 
 
 def _cnn(keras):
@@ -81,18 +80,5 @@ def build(out: Path) -> dict[str, np.ndarray]:
     return expected
 
 
-def check(out: Path, expected: dict[str, np.ndarray]) -> None:
-    """The converted models compute what the framework computed (needs onnxruntime)."""
-    import onnxruntime as ort
-
-    for name, want in expected.items():
-        session = ort.InferenceSession(str(out / f"{name}.onnx"))
-        got = session.run(None, dict(np.load(out / f"{name}.npz")))[0]
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-        print(f"{name}: onnxruntime agrees with keras", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
-    os.makedirs(out, exist_ok=True)
-    check(out, build(out))
+    run(build, "keras")
