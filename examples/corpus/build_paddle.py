@@ -9,6 +9,8 @@ Run in an environment with Paddle and paddle2onnx (not a dnnpart dependency)::
 
 The batch axis is left open as a user's export leaves it; ``pd_gru`` also keeps its
 sequence open. ``tests/test_corpus_exporters.py`` counts each model's MACs by hand.
+The committed files were made with paddlepaddle 3.3.1, paddle2onnx 2.1.0 and onnx 1.17.0,
+opset 17.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Run in an environment with TensorFlow and tf2onnx (not a dnnpart dependency)::
 The batch axis is left open as a user's export leaves it; ``tf_cnn`` also keeps its image
 height and width open and ``tf_lstm`` its sequence (tf2onnx names such axes ``unk__N``).
 ``tests/test_corpus_exporters.py`` counts each model's MACs by hand.
+The committed files were made with tensorflow-cpu 2.21.0 (Keras 3.15.1), tf2onnx 1.17.0
+and onnx 1.23.2, opset 17.
 """
 
 from __future__ import annotations
