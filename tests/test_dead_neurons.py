@@ -117,6 +117,36 @@ def test_a_neuron_the_model_returns_is_live(tmp_path):
     assert new is graph and dead.neurons == 0
 
 
+def test_a_norm_over_the_neurons_keeps_every_neuron(tmp_path):
+    # input [1, 2, 3] -> fc0 (4 features, last axis) -> InstanceNormalization -> fc1, which
+    # reads nothing of feature 3: the norm averages over the features (axes 2..), so feature
+    # 3 still moves every output and is not dead (zeroing its inputs changed the outputs)
+    rng = np.random.default_rng(0)
+    w1 = rng.uniform(0.5, 1.0, (4, 2)).astype(np.float32)
+    w1[3] = 0.0
+    inits = [
+        numpy_helper.from_array(rng.uniform(0.5, 1.0, (3, 4)).astype(np.float32), "w0"),
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(np.ones(2, np.float32), "scale"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "bias"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "w0"], ["h"], name="fc0"),
+            helper.make_node("InstanceNormalization", ["h", "scale", "bias"], ["n"], name="in"),
+            helper.make_node("MatMul", ["n", "w1"], ["output"], name="fc1"),
+        ],
+        "norm",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 2])],
+        inits,
+    )
+    model = models._model(graph, 17)
+    graph = dnnpart.load(models.save(model, tmp_path))
+    new, dead = remove_dead_neurons(graph)
+    assert dead.per_layer == {} and new is graph
+
+
 def test_gemm_transposed_and_conv_layouts(tmp_path):
     gemm = models.mlp_gemm((4, 5, 3), seed=1)
     w = {i.name: numpy_helper.to_array(i).copy() for i in gemm.graph.initializer}

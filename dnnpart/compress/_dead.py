@@ -53,17 +53,18 @@ class DeadNeurons:
 
 def _neuron_counts(graph: LayerGraph) -> dict[str, int]:
     """Neurons of every tensor that carries a neuron split (the problem builder's rule:
-    splittable outputs, and neuron-wise ops whose activation inputs all share a count)."""
-    counts: dict[str, int] = {}
+    splittable outputs, and neuron-wise ops whose activation inputs all share a count and
+    that can follow a split along its axis)."""
+    found: dict[str, tuple[int, int]] = {}  # tensor -> (neurons, the axis they run along)
     for layer in graph.layers:
         if layer.splittable:
             if len(layer.outputs) == 1:
-                counts[layer.outputs[0].name] = int(layer.neurons)
+                found[layer.outputs[0].name] = (int(layer.neurons), layer.neuron_axis)
         elif layer.neuronwise and len(layer.outputs) == 1:
-            seen = {counts.get(t.name) for t in layer.inputs}
-            if len(seen) == 1 and None not in seen:
-                counts[layer.outputs[0].name] = seen.pop()
-    return counts
+            seen = {found.get(t.name) for t in layer.inputs}
+            if len(seen) == 1 and None not in seen and layer.follows((lead := seen.pop())[1]):
+                found[layer.outputs[0].name] = lead
+    return {name: count for name, (count, _) in found.items()}
 
 
 def remove_dead_neurons(graph: LayerGraph) -> tuple[LayerGraph, DeadNeurons]:

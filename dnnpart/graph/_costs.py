@@ -12,7 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["layer_macs", "has_formula", "NEURONWISE_UNARY", "ELEMENTWISE_BINARY", "CHANNELWISE"]
+__all__ = [
+    "layer_macs",
+    "has_formula",
+    "NEURONWISE_UNARY",
+    "ELEMENTWISE_BINARY",
+    "CHANNELWISE",
+    "CHANNEL_AXIS",
+]
 
 Shape = Sequence[int | None] | None
 
@@ -26,6 +33,10 @@ NEURONWISE_UNARY = frozenset(
 ELEMENTWISE_BINARY = frozenset("Add Sub Mul Div Pow Min Max Sum Mean".split())
 # Pooling acts per channel: a conv layer's channel split passes through it.
 CHANNELWISE = frozenset("MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool".split())
+# Neuron-wise ops tied to axis 1: pooling windows over axes 2.. and the normalisations'
+# per-channel parameters index axis 1. They follow a neuron split only along axis 1 (a
+# conv's channels, a 2-D dense output), not a dense split of the last axis of [B, S, N].
+CHANNEL_AXIS = CHANNELWISE | frozenset({"BatchNormalization", "InstanceNormalization"})
 # Known ops whose MACs are 0 by the definition above (no warning for these).
 _HEAVY_WITHOUT_FORMULA = frozenset("DeformConv Attention".split())
 

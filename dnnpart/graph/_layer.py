@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from dnnpart.graph._costs import CHANNEL_AXIS
 from dnnpart.graph._tensor import TensorInfo, Weight
 
 __all__ = ["Layer", "LayerKind"]
@@ -60,6 +61,20 @@ class Layer:
     def neuronwise(self) -> bool:
         """True for elementwise ops that can follow a neuron split of their input."""
         return self.kind == LayerKind.NEURONWISE
+
+    @property
+    def neuron_axis(self) -> int:
+        """The output axis a splittable layer's neurons run along: a convolution's
+        channels (axis 1), else a dense layer's output features (the last axis)."""
+        if self.kind == LayerKind.CONV:
+            return 1
+        shape = self.outputs[0].shape if self.outputs else None
+        return (len(shape or ()) or 1) - 1
+
+    def follows(self, axis: int | None) -> bool:
+        """True if this neuron-wise layer can follow a neuron split of its input along
+        ``axis``: per-channel ops (pooling, batch and instance norm) only along axis 1."""
+        return self.neuronwise and (axis == 1 or self.op_type not in CHANNEL_AXIS)
 
     @property
     def param_bytes(self) -> int:

@@ -10,7 +10,8 @@ export (:mod:`dnnpart.exporters`), so that a vertex means the same neuron in bot
   convolution: output channels on axis 1) are one group each, in layer order;
 - a neuron-wise layer (activation, bias, pooling, same-shape elementwise) adds no vertex:
   its outputs live where the neurons of its first input live, when every input it reads
-  from the numbering has that many neurons (else it is placed whole);
+  from the numbering has that many neurons and, for a per-channel op (pooling, batch or
+  instance norm), they run along axis 1 (else it is placed whole);
 - any other layer is one vertex holding its whole output.
 
 A *space* is the vertex range of a tensor with the axis its neurons run along.
@@ -143,7 +144,7 @@ def _input_space(graph: LayerGraph, t: TensorInfo, offset: int) -> Space:
 def _followed(layer, spaces: dict[str, Space]) -> Space | None:
     """The space a neuron-wise layer's outputs live in, or None if it cannot follow."""
     found = [spaces[t.name] for t in layer.inputs if t.name in spaces]
-    if not found or found[0].whole:
+    if not found or found[0].whole or not layer.follows(found[0].axis):
         return None
     if all(not s.whole and s.count == found[0].count for s in found[1:]):
         return found[0]
@@ -169,15 +170,12 @@ def neuron_layout(graph: LayerGraph) -> NeuronLayout:
     for layer in graph.layers:
         if layer.splittable and layer.inputs:
             neurons = int(layer.neurons)
-            out = layer.outputs[0]
-            rank = (len(out.shape) if out.shape is not None else 0) or 1
-            axis = 1 if layer.kind == LayerKind.CONV else rank - 1
-            per = max(1, elements(out) // neurons)
-            space = Space(group(layer.name, neurons), neurons, per, False, axis)
+            per = max(1, elements(layer.outputs[0]) // neurons)
+            space = Space(group(layer.name, neurons), neurons, per, False, layer.neuron_axis)
             for t in layer.outputs:
                 spaces[t.name] = space
             action.append(SPLIT)
-        elif layer.neuronwise and (lead := _followed(layer, spaces)) is not None:
+        elif (lead := _followed(layer, spaces)) is not None:
             for t in layer.outputs:
                 spaces[t.name] = lead
             action.append(FOLLOW)

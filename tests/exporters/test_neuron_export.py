@@ -260,3 +260,34 @@ def test_light_model_neuron_split_moves_exactly_the_planned_bytes(tmp_path, name
     assert report.ok, report.problems
     assert report.bytes_measured == report.bytes_planned == plan.scores["volume_bytes"]
     assert report.bytes_measured == doc["transfer_bytes"] > 0
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "InstanceNormalization"])
+def test_per_channel_op_after_dense_on_the_last_axis_is_placed_whole(tmp_path, op):
+    # MatMul [1, 6, 8] -> op: the dense neurons run along axis 2, which the pool averages
+    # (tf2onnx writes a layer norm's moments this way) and instance norm normalises over;
+    # found in examples/corpus/tf_attention.onnx, where following the split gave pieces of
+    # [1, 6, 4] whose pool output the exporter shaped [1, 6, 4] (the checker refused it)
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((8, 8)).astype(np.float32)
+    inits = [numpy_helper.from_array(m, "m")]
+    args = ["h"]
+    if op == "InstanceNormalization":  # scale and bias per channel: axis 1, six of them
+        inits += [numpy_helper.from_array(np.full(6, 1.5, np.float32), n) for n in "sb"]
+        args += ["s", "b"]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "m"], ["h"], name="dense"),
+            helper.make_node(op, args, ["y"], name="per_channel"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8 if args[1:] else 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = models.save(model, tmp_path, "m.onnx")
+    graph = dnnpart.load(path)
+    plan = dnnpart.partition(graph, k=2, method="metis", granularity="neuron")
+    export_and_verify(path, plan, tmp_path / "out", samples=2)
