@@ -24,8 +24,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnnpart._ort import session_options
 from dnnpart.errors import InvalidModelError
-from dnnpart.runtime._execute import _session_options, load_session
+from dnnpart.runtime._execute import load_session
 from dnnpart.runtime._routes import Routes, route, stage_feed
 
 __all__ = ["Call", "plan_calls", "DeviceWorker", "FEED"]
@@ -113,7 +114,7 @@ class DeviceWorker:
                     if name is not None:
                         with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
                             f.write(files[name])
-            opts = _session_options(threads)
+            opts = session_options(threads)
             self.runs = {
                 int(s["id"]): (
                     load_session(tmp, s, opts)._sess.run,
