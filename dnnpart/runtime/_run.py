@@ -45,7 +45,7 @@ class RunReport:
     bytes_measured: int  # per sample, the largest
     bytes_planned: int | None  # per sample, the plan's volume_bytes
     devices: list[dict[str, Any]]  # name, busy_s, samples
-    links: list[dict[str, Any]]  # from, to, bytes, seconds
+    links: list[dict[str, Any]]  # from, to, bytes, seconds (the receiver's wait on the link)
     events: list[dict[str, Any]]
     ray_start_s: float
     recovery_s: float

@@ -8,7 +8,10 @@ device's part of the model inputs (on its first call), and the *outboxes* that o
 devices' earlier calls sent it; it runs its stage, routes the transfers that follow the
 stage with :func:`dnnpart.runtime._routes.route` (the local executor's), and returns one
 outbox per receiving device and a small record (times, bytes, and on the device's last
-call of the sample, its model output values). An outbox goes to the receiver's first call
+call of the sample, its model output values). The record's ``waited`` is, per sending
+device, the time this device waited for its outboxes: idle (its previous call over) with
+the outbox sent and the call not started yet -- not the time an outbox sat queued while
+the device worked on other samples. An outbox goes to the receiver's first call
 after the sender's, so it is there before any stage of the receiver needs it. Values a
 device keeps for its own later stages stay in its per-sample store, which its last call
 of the sample drops.
@@ -129,6 +132,7 @@ class DeviceWorker:
         self.first = [e for e in self.routes.first if e[1] == self.device]
         self.outputs = [v for d, v in self.routes.output_values if d == self.device]
         self.stores: dict[int, dict] = {}
+        self.free_since = time.time()  # when the last call ended (wall clock, as sent_at)
 
     def ping(self) -> int:
         """The worker's process id (a liveness check)."""
@@ -144,7 +148,9 @@ class DeviceWorker:
         waited: dict[int, float] = {}
         for sent_at, src, values in payloads:
             store.update(values)
-            waited[src] = waited.get(src, 0.0) + max(0.0, t_start - sent_at)
+            # the receiver's wait on this link: idle, the value sent, the call not started
+            since = max(sent_at, self.free_since)
+            waited[src] = waited.get(src, 0.0) + max(0.0, t_start - since)
         if fed:
             store.update(fed)
         k = self.k
@@ -176,4 +182,5 @@ class DeviceWorker:
         sent_at = time.time()
         boxes = [(sent_at, self.device, stores[d]) for d in call.dests]
         record["busy_s"] = time.perf_counter() - c0
+        self.free_since = time.time()
         return (*boxes, record) if boxes else record
