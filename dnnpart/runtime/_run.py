@@ -44,7 +44,7 @@ class RunReport:
     latency_s: dict[str, float]  # median, p95
     bytes_measured: int  # per sample, the largest
     bytes_planned: int | None  # per sample, the plan's volume_bytes
-    devices: list[dict[str, Any]]  # name, busy_s, samples
+    devices: list[dict[str, Any]]  # name, busy_s, compute_s (onnxruntime's part), samples
     links: list[dict[str, Any]]  # from, to, bytes, seconds (the receiver's wait on the link)
     events: list[dict[str, Any]]
     ray_start_s: float
@@ -203,7 +203,7 @@ def run(
 
 def _report(session: RunSession, feeds, outputs, seconds: float) -> RunReport:
     devices: dict[str, dict[str, Any]] = {
-        d["name"]: {"name": d["name"], "busy_s": 0.0, "samples": 0}
+        d["name"]: {"name": d["name"], "busy_s": 0.0, "compute_s": 0.0, "samples": 0}
         for d in session.original["devices"]["device"]
     }
     links: dict[tuple[str, str], dict[str, Any]] = {}
@@ -214,8 +214,11 @@ def _report(session: RunSession, feeds, outputs, seconds: float) -> RunReport:
         seen = set()
         for r in records:
             name = names[r["device"]]
-            dev = devices.setdefault(name, {"name": name, "busy_s": 0.0, "samples": 0})
+            dev = devices.setdefault(
+                name, {"name": name, "busy_s": 0.0, "compute_s": 0.0, "samples": 0}
+            )
             dev["busy_s"] += r["busy_s"]
+            dev["compute_s"] += r["compute_s"]
             if name not in seen:
                 dev["samples"] += 1
                 seen.add(name)
