@@ -125,6 +125,10 @@ def test_profiled_json_scales_to_the_devices_and_is_read_back(times, tmp_path):
     # the pipeline's objective is the scorer's: max-load on these speeds
     assert plan.scores["max_load"] == pytest.approx(plan.scores["time_per_sample_s"])
     assert plan.scores["time_per_sample_s"] <= plan.baseline["time_per_sample_s"]
+    # the leaderboard's ratio to vertical on measured times
+    assert plan.ratios["max_load"] == pytest.approx(
+        plan.scores["max_load"] / plan.baseline["max_load"]
+    )
     with pytest.raises(UsageError, match="reference"):
         profiled_json(times, devices, reference="nowhere")
 
