@@ -102,6 +102,7 @@ def run(
     seed: int = 0,
     address: str | None = None,
     in_flight: int = 4,
+    batch: int = 1,
     threads: int | None = None,
     compare: bool = False,
     fail: tuple[Any, int] | None = None,
@@ -127,6 +128,8 @@ def run(
         (or uses the one this process already has).
     in_flight : int
         Samples in flight at once.
+    batch : int
+        Samples per Ray call (see :class:`~dnnpart.runtime._session.RunSession`).
     threads : int, optional
         onnxruntime threads per device where the device file sets none (default 1); the
         whole-model reference of ``compare`` uses the same.
@@ -178,6 +181,7 @@ def run(
         split_dir,
         address=address,
         in_flight=in_flight,
+        batch=batch,
         threads=threads,
         model=model,
         heartbeat=heartbeat,
@@ -186,8 +190,7 @@ def run(
         on_event=on_event,
     ) as session:
         t_first = time.perf_counter()
-        for feed in feeds:
-            session.submit(feed)
+        session.submit_many(feeds)
         for _, out in session.results():
             outputs.append(out)
             if progress is not None:

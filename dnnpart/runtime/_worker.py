@@ -140,17 +140,48 @@ class DeviceWorker:
 
     def step(self, sample: int, index: int, fed, *payloads):
         """Make call ``index`` of ``sample``; returns its outboxes then its record (the
-        record alone when it sends nothing)."""
+        record alone when it sends nothing). A payload is ``(sent_at, src, values)``."""
+        got = self.step_many(
+            [sample], index, None if fed is None else [fed], *((t, d, [v]) for t, d, v in payloads)
+        )
+        got = got if isinstance(got, tuple) else (got,)
+        out = [(t, d, values[0]) for t, d, values in got[:-1]]
+        return (*out, got[-1][0]) if out else got[-1][0]
+
+    def step_many(self, samples: list[int], index: int, feds, *payloads):
+        """Make call ``index`` of each of ``samples`` in turn (a batch: one Ray call for
+        several samples). ``feds`` and each payload's values hold one entry per sample.
+        Returns the outboxes (``(sent_at, device, [values per sample])``, one per receiving
+        device) then the list of records (the list alone when it sends nothing: one Ray
+        return each); the wait on the links goes to the first record."""
         t_start = time.time()
-        c0 = time.perf_counter()
-        call = self.calls[index]
-        store = self.stores.setdefault(sample, {})
         waited: dict[int, float] = {}
-        for sent_at, src, values in payloads:
-            store.update(values)
+        for sent_at, src, _ in payloads:
             # the receiver's wait on this link: idle, the value sent, the call not started
             since = max(sent_at, self.free_since)
             waited[src] = waited.get(src, 0.0) + max(0.0, t_start - since)
+        call = self.calls[index]
+        sent: list[list[dict]] = [[] for _ in call.dests]
+        records = []
+        for j, sample in enumerate(samples):
+            boxes, record = self._one(
+                sample, call, None if feds is None else feds[j], [p[2][j] for p in payloads]
+            )
+            for box, values in zip(sent, boxes, strict=True):
+                box.append(values)
+            record["waited"] = waited if j == 0 else {}
+            records.append(record)
+        sent_at = time.time()
+        self.free_since = sent_at
+        boxes = [(sent_at, self.device, values) for values in sent]
+        return (*boxes, records) if boxes else records
+
+    def _one(self, sample: int, call: Call, fed, values: list[dict]):
+        """One sample's part of a call: its outboxes' values and its record."""
+        c0 = time.perf_counter()
+        store = self.stores.setdefault(sample, {})
+        for v in values:
+            store.update(v)
         if fed:
             store.update(fed)
         k = self.k
@@ -174,13 +205,9 @@ class DeviceWorker:
             "compute_s": compute,
             "sent": {d: link[self.device * k + d] for d in call.dests},
             "transfers": dict(per),
-            "waited": waited,
         }
         if call.last:
             record["outputs"] = {v: store[v] for v in self.outputs}
             del self.stores[sample]
-        sent_at = time.time()
-        boxes = [(sent_at, self.device, stores[d]) for d in call.dests]
         record["busy_s"] = time.perf_counter() - c0
-        self.free_since = time.time()
-        return (*boxes, record) if boxes else record
+        return [stores[d] for d in call.dests], record
