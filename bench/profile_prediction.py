@@ -19,7 +19,7 @@ Then per device, in ms per sample, predicted against measured:
   ``busy_s - compute_s``) and the time per sample it was neither busy nor waiting on a
   link (Ray's per-call cost, the driver, other processes on the cores).
 
-    PYTHONPATH=. python bench/profile_prediction.py [--samples 100] [--in-flight 4]
+    PYTHONPATH=. python bench/profile_prediction.py [--samples 100] [--in-flight 4] [--batch 1]
 
 Cases: SqueezeNet 1.0 of the onnx wheel (examples/corpus/wheel_squeezenet.onnx) and the
 light ResNet-50 of the onnx wheel when installed (one 224 x 224 image per sample).
@@ -72,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1, help="Samples per Ray call.")
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-predict-")
@@ -86,7 +87,14 @@ def main() -> None:
         folder = os.path.join(tmp, name)
         export(model, plan, folder)
         load0 = _load()
-        r = run(folder, samples=args.samples, in_flight=args.in_flight, threads=1, model=model)
+        r = run(
+            folder,
+            samples=args.samples,
+            in_flight=args.in_flight,
+            batch=args.batch,
+            threads=1,
+            model=model,
+        )
         predicted = plan.scores["max_load"]
         measured = 1.0 / r.throughput_per_s
         print(
