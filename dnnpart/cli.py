@@ -1309,6 +1309,13 @@ def _fail_spec(value: str | None):
 @_split_inputs(samples=16)
 @click.option("--address", help="A Ray cluster, HOST:PORT (default: start a local Ray here).")
 @click.option("--in-flight", type=int, default=4, show_default=True, help="Samples in flight.")
+@click.option(
+    "--batch",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Samples per Ray call (Ray's cost per call shared; keep --in-flight >= 2x).",
+)
 @click.option("--threads", type=int, help="onnxruntime threads per device (default 1).")
 @click.option("--compare", is_flag=True, help="Also run the whole model in one session.")
 @click.option("--fail", "fail", help="Rehearse a loss: stop DEVICE's actor after AFTER outputs.")
@@ -1327,6 +1334,7 @@ def run_cmd(
     seed,
     address,
     in_flight,
+    batch,
     threads,
     compare,
     fail,
@@ -1368,6 +1376,7 @@ def run_cmd(
             seed=seed,
             address=address,
             in_flight=in_flight,
+            batch=batch,
             threads=threads,
             compare=compare,
             fail=_fail_spec(fail),

@@ -370,6 +370,7 @@ _RATIO_KEYS = (
     "imbalance_total",
     "latency_s",
     "time_per_sample_s",
+    "max_load",
 )
 
 

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "_format": 0,
     "_version": 0,
     "_isolate": 0,
+    "_ort": 0,  # onnxruntime session options: one place for profile and runtime
     "graph": 1,
     "devices": 1,
     "_output": 1,  # output files: checks before the work, atomic writes

@@ -1,13 +1,16 @@
 """Measure each layer's time with onnxruntime's node profiling (``dnnpart profile``).
 
-The model runs in one onnxruntime session with profiling on
-(``SessionOptions.enable_profiling``) and graph optimisations off, so that every ONNX node
-keeps its name and its own kernel: ``warmup`` runs, then ``runs`` measured ones. The JSON
-trace onnxruntime writes lists, per run (``model_run``), one ``<node>_kernel_time`` event
-per node with its duration; a node's time is its summed duration within a run, the median
-over the measured runs, and a layer's time is the sum over the ONNX nodes the importer
-grouped into it (``Layer.nodes``; nodes without a name are named ``<op>_<index>`` first, in
-a copy of the model, so that every event maps to one layer).
+The model runs in one onnxruntime session built with the options every split's session
+uses (:func:`dnnpart._ort.session_options`: graph optimisations on), with profiling on
+(``SessionOptions.enable_profiling``): ``warmup`` runs, then ``runs`` measured ones. The
+JSON trace onnxruntime writes lists, per run (``model_run``), one ``<node>_kernel_time``
+event per kernel of the optimised graph with its duration. Each kernel is paid by one
+node of the model (:func:`dnnpart.importers._ort_fused.kernel_owners`: a fused Conv +
+BatchNormalization + Relu by its Conv, which then gets the fused kernel's time, the
+BatchNormalization and the Relu nothing); a node's time is its kernels' summed duration
+within a run, the median over the measured runs, and a layer's time is the sum over the
+ONNX nodes the importer grouped into it (``Layer.nodes``; nodes without a name are named
+``<op>_<index>`` first, in a copy of the model, so that every kernel maps to one layer).
 
 :func:`profiled_json` writes the result in the profiled-graph format of Tarnawski et al.
 (2020) that :func:`dnnpart.load` reads, with transfer costs from a device file's links and
@@ -27,9 +30,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from dnnpart._ort import option_values, session_options
 from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
+from dnnpart.importers._ort_fused import kernel_owners
 
 __all__ = ["LayerTimes", "profile_layers", "profiled_json", "with_profile", "read_profile"]
 
@@ -94,18 +99,14 @@ def _feeds(model_path: str, graph: LayerGraph, seed: int):
     return sample_feeds(specs, seed=seed)
 
 
-def _session(model_path: str, threads: int, profile_prefix: str | None):
+def _session(
+    model_path: str, threads: int, profile_prefix: str | None, optimized: str | None = None
+):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
+    from dnnpart._ort import session_options
+
+    options = session_options(threads, profile_prefix=profile_prefix, optimized_model=optimized)
     return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
 
 
@@ -167,13 +168,22 @@ def profile_layers(
         path = _named_copy(model, folder)
         graph = load(path, **load_options)
         feeds = _feeds(path, graph, seed)
-        session = _session(path, threads, os.path.join(folder, "trace"))
+        optimized = os.path.join(folder, "optimized.onnx")
+        session = _session(path, threads, os.path.join(folder, "trace"), optimized)
         for _ in range(warmup + runs):
             session.run(None, feeds)
         trace = json.loads(Path(session.end_profiling()).read_text())
+        owners = kernel_owners(onnx.load(path), onnx.load(optimized, load_external_data=False))
     per_run, run_seconds = _node_times(trace, warmup)
-    nodes = set().union(*per_run) if per_run else set()
-    median = {n: statistics.median(r.get(n, 0.0) for r in per_run) for n in nodes}
+    per_node: list[dict[str, float]] = []
+    for r in per_run:  # kernels of the optimised graph -> the model's nodes that pay them
+        paid: dict[str, float] = {}
+        for kernel, secs in r.items():
+            node = owners.get(kernel, kernel)
+            paid[node] = paid.get(node, 0.0) + secs
+        per_node.append(paid)
+    nodes = set().union(*per_node) if per_node else set()
+    median = {n: statistics.median(r.get(n, 0.0) for r in per_node) for n in nodes}
     seconds = np.array(
         [
             sum(median.get(getattr(n, "name", ""), 0.0) for n in layer.nodes)
@@ -251,6 +261,7 @@ def profiled_json(
         "kernel_share": times.kernel_share,
         "devices": devices.to_dict(),
         "reference": names[ref],
+        "session": option_values(session_options(times.threads)),
     }
     if call_overhead is not None:
         if not (isinstance(call_overhead, (int, float)) and 0 <= call_overhead < math.inf):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dnnpart.report._rank import group_rows, rank_label, rank_metric
+from dnnpart.report._rank import group_rows, is_profiled, rank_label, rank_metric
 from dnnpart.report._rows import Row
 
 __all__ = ["volume_latency_png", "winner_load_png", "volume_imbalance_png", "available"]
@@ -58,13 +58,15 @@ def volume_latency_png(rows: Sequence[Row], title: str) -> bytes:
     ks = sorted({r.k for r in ok})
     names = sorted({r.partitioner for r in ok})
     colours = _colours(names)
-    metric = rank_metric(ok[0].granularity) if ok else "latency_s"
+    profiled = any(is_profiled(r) for r in ok)
+    metric = rank_metric(ok[0].granularity, profiled=profiled) if ok else "latency_s"
+    by = rank_label(ok[0].granularity, profiled=profiled) if ok else "latency"
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     width = 0.8 / max(len(names), 1)
     x = np.arange(len(ks))
     for ax, key, label, scale in (
         (axes[0], "volume_bytes", "volume (bytes)", 1.0),
-        (axes[1], metric, f"{rank_label(ok[0].granularity) if ok else 'latency'} (ms)", 1e3),
+        (axes[1], metric, f"{by} (ms)", 1e3),
     ):
         for j, name in enumerate(names):
             values = []

@@ -9,9 +9,12 @@ Within each (model, granularity, k) the rows that ran are ordered by
    they charge each device its load already (see :mod:`dnnpart.problem._objective`);
    infeasible rows are ranked after every feasible one and marked (``feasible`` False);
 2. the objective (``objective=`` or the row's own, default ``throughput``): the pipelined
-   time per sample at layer granularity (the paper's ``max_load`` on profiled graphs;
-   ``latency_s`` when a scorer gives none), the layer-synchronous ``latency_s`` at neuron
-   granularity; ``latency`` ranks by ``latency_s``, ``volume`` by ``volume_bytes``;
+   time per sample at layer granularity -- on a problem that carries measured times (a
+   profiled graph, a model planned on ``dnnpart profile``'s times) the paper's
+   ``max_load``, which then also titles the table and has its own column; else
+   ``time_per_sample_s`` (``latency_s`` when a scorer gives none) --, the
+   layer-synchronous ``latency_s`` at neuron granularity; ``latency`` ranks by
+   ``latency_s``, ``volume`` by ``volume_bytes``;
 3. ties: a row within :data:`TIE_RTOL` (1 %) of the first row of its rank shares that rank
    (ranks 1, 1, 3, ...: differences in the fourth digit of a time are noise, not a
    ranking); within a rank and on equal figures, ``volume_bytes``, ``imbalance``, then the
@@ -44,6 +47,7 @@ __all__ = [
     "rank_label",
     "rank_text",
     "is_feasible",
+    "is_profiled",
     "TIE_RTOL",
     "group_rows",
     "columns_for",
@@ -55,18 +59,26 @@ __all__ = [
 TIE_RTOL = 0.01  # rows within 1 % of their rank's first row share its rank
 
 
-def rank_metric(granularity: str, objective: str | None = None) -> str:
-    """The score key rows are ranked by at this granularity for ``objective``."""
+def rank_metric(granularity: str, objective: str | None = None, profiled: bool = False) -> str:
+    """The score key rows are ranked by at this granularity for ``objective``
+    (``profiled``: the problem carries measured times, see :func:`is_profiled`)."""
     objective = check_objective(objective or "throughput")
     if objective == "throughput":
-        return "time_per_sample_s" if granularity == "layer" else "latency_s"
+        if granularity != "layer":
+            return "latency_s"
+        return "max_load" if profiled else "time_per_sample_s"
     return "latency_s" if objective == "latency" else "volume_bytes"
 
 
-def rank_label(granularity: str, objective: str | None = None) -> str:
+def rank_label(granularity: str, objective: str | None = None, profiled: bool = False) -> str:
     """What rows are ranked by, for people (the column label of :func:`rank_metric`)."""
-    key = rank_metric(granularity, objective)
+    key = rank_metric(granularity, objective, profiled)
     return next(c.label for c in COLUMNS if c.key == key)
+
+
+def is_profiled(row: Row) -> bool:
+    """The row's problem carries measured times: its scores have the paper's max-load."""
+    return row.scores is not None and row.scores.get("max_load") is not None
 
 
 def _objective(row: Row, objective: str | None) -> str:
@@ -151,6 +163,8 @@ COLUMNS: tuple[Column, ...] = (
         _ratio("time_per_sample_s"),
         layer_only=True,
     ),
+    Column("max_load", "max-load", "time", _score("max_load"), layer_only=True),
+    Column("max_load_ratio", "max-load ×vert", "ratio", _ratio("max_load"), layer_only=True),
     Column("volume_bytes", "volume", "size", _score("volume_bytes")),
     Column("volume_ratio", "volume ×vert", "ratio", _ratio("volume_bytes")),
     Column("volume", "activations sent", "count", _score("volume")),
@@ -248,7 +262,7 @@ def flat_record(row: Row) -> dict[str, Any]:
         "reason": row.reason,
         "feasible": row.feasible,
         "objective": _objective(row, None),
-        "rank_metric": rank_metric(row.granularity, _objective(row, None)),
+        "rank_metric": rank_metric(row.granularity, _objective(row, None), is_profiled(row)),
         "rank_value": _metric_value(row),
         "rank_ratio": _metric_ratio(row),
     }

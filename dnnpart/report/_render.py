@@ -31,6 +31,7 @@ from dnnpart.report._rank import (
     columns_for,
     flat_record,
     group_rows,
+    is_profiled,
     rank,
     rank_label,
     rank_text,
@@ -87,12 +88,14 @@ def _tables(rows: Sequence[Row]):
         shown = [
             c
             for c in columns_for(gran)
-            if c.key not in _MEASURED or any(c.get(r) is not None for _, g, _ in parts for r in g)
+            if c.key not in _WITH_DATA or any(c.get(r) is not None for _, g, _ in parts for r in g)
         ]
         yield model, gran, shown, parts
 
 
 _MEASURED = ("volume_bytes_sparse", "accuracy_drop")
+# columns shown only when some row has them: measured on data, or on measured times
+_WITH_DATA = (*_MEASURED, "max_load", "max_load_ratio")
 
 
 def _note(row: Row) -> str:
@@ -123,8 +126,13 @@ def _objective_of(parts) -> str | None:
     return next((r.objective for _, group, _ in parts for r in group if r.objective), None)
 
 
-def _title(model: str, gran: str, labels: dict[str, str], objective: str | None = None) -> str:
-    by = rank_label(gran, objective)
+def _profiled(parts) -> bool:
+    """The rows of one table were scored on measured times (:func:`is_profiled`)."""
+    return any(is_profiled(r) for _, group, _ in parts for r in group)
+
+
+def _title(model: str, gran: str, labels: dict[str, str], parts) -> str:
+    by = rank_label(gran, _objective_of(parts), _profiled(parts))
     return f"{labels[model]}, {gran} granularity, ranked by {by}"
 
 
@@ -141,6 +149,8 @@ _COMPACT = {
         "seconds",
     ),
     "layer": (
+        "max_load",
+        "max_load_ratio",
         "time_per_sample_s",
         "time_per_sample_ratio",
         "volume_bytes",
@@ -154,6 +164,7 @@ _SHORT = {
     "time_per_sample_s": "t/sample",
     "latency_ratio": "×vert",
     "time_per_sample_ratio": "×vert",
+    "max_load_ratio": "×vert",
     "volume_bytes": "volume",
     "volume_ratio": "×vert",
     "imbalance": "imbal.",
@@ -181,9 +192,12 @@ def print_table(rows: Sequence[Row], console=None, full: bool | None = None) -> 
     full = console.width >= _WIDE if full is None else full
     labels = _model_label(rows)
     for model, gran, all_cols, parts in _tables(rows):
-        cols = all_cols if full else [c for c in all_cols if c.key in _COMPACT[gran] + _MEASURED]
+        compact = _COMPACT[gran] + _MEASURED
+        if _profiled(parts):  # max-load is the time per sample that ranks: not both
+            compact = tuple(c for c in compact if not c.startswith("time_per_sample"))
+        cols = all_cols if full else [c for c in all_cols if c.key in compact]
         table = Table(
-            title=_title(model, gran, labels, _objective_of(parts)),
+            title=_title(model, gran, labels, parts),
             title_justify="left",
             box=box.SIMPLE_HEAD,
             show_edge=False,
@@ -249,7 +263,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
     labels = _model_label(rows)
     out = ["# dnnpart leaderboard", ""]
     for model, gran, cols, parts in _tables(rows):
-        out += [f"## {_md_cell(_title(model, gran, labels, _objective_of(parts)))}", ""]
+        out += [f"## {_md_cell(_title(model, gran, labels, parts))}", ""]
         head = ["k", "#", "partitioner"] + [c.label for c in cols] + ["note"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join(["---:", "---:", "---"] + ["---:"] * len(cols) + ["---"]) + "|")
@@ -348,7 +362,7 @@ def to_html(
     )
     plots = _plots.available()
     for model, gran, cols, parts in _tables(rows):
-        heading = _title(model, gran, labels, _objective_of(parts))
+        heading = _title(model, gran, labels, parts)
         out.append(f"<h2>{esc(heading)}</h2>")
         with_notes = any(_note(r) for _, group, _ in parts for r in group)
         out.append("<div class='wide'><table><thead><tr><th>k</th><th>#</th>")

@@ -100,10 +100,10 @@ def compress_model(
     import onnxruntime as ort
 
     from dnnpart._accuracy import accuracy, accuracy_of, load_data, predict
+    from dnnpart._ort import session_options
     from dnnpart.compress import prune_passes, share_passes, size_table
     from dnnpart.exporters._source import prepare, whole_model
     from dnnpart.exporters._write import save_model_file
-    from dnnpart.runtime._execute import _session_options
     from dnnpart.runtime._verify import model_inputs, reference_session
 
     if index_bits is not None and not 1 <= index_bits <= 16:
@@ -125,7 +125,7 @@ def compress_model(
         return report
     loaded = load_data(data, model_inputs(source.model), labels=labels)
     compressed = ort.InferenceSession(
-        written[0], _session_options(1), providers=["CPUExecutionProvider"]
+        written[0], session_options(1), providers=["CPUExecutionProvider"]
     )
     with tempfile.TemporaryDirectory(prefix="dnnpart-compress-") as tmp:
         original = reference_session(prepare(os.fspath(model), []), tmp)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dnnpart._ort import session_options
 from dnnpart.errors import DnnpartError, InvalidModelError, UsageError
 from dnnpart.exporters._manifest import read_manifest
 from dnnpart.runtime._routes import Routes, stage_feed
@@ -47,17 +48,6 @@ class RunStats:
     @property
     def bytes_total(self) -> int:
         return int(self.link_bytes.sum())
-
-
-def _session_options(threads: int | None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return opts
 
 
 def _check_external(folder: str, stage: dict[str, Any]) -> None:
@@ -135,7 +125,7 @@ class Executor:
         self.k = int(m["k"])
         self.stages = m["stages"]
         self.order = [int(i) for i in m["order"]]
-        opts = _session_options(threads)
+        opts = session_options(threads)
         self.sessions = [load_session(self.folder, s, opts, providers) for s in self.stages]
         self.transfers = m["transfers"]
         self.routes = r = Routes(m)

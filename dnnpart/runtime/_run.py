@@ -44,8 +44,8 @@ class RunReport:
     latency_s: dict[str, float]  # median, p95
     bytes_measured: int  # per sample, the largest
     bytes_planned: int | None  # per sample, the plan's volume_bytes
-    devices: list[dict[str, Any]]  # name, busy_s, samples
-    links: list[dict[str, Any]]  # from, to, bytes, seconds
+    devices: list[dict[str, Any]]  # name, busy_s, compute_s (onnxruntime's part), samples
+    links: list[dict[str, Any]]  # from, to, bytes, seconds (the receiver's wait on the link)
     events: list[dict[str, Any]]
     ray_start_s: float
     recovery_s: float
@@ -102,6 +102,7 @@ def run(
     seed: int = 0,
     address: str | None = None,
     in_flight: int = 4,
+    batch: int = 1,
     threads: int | None = None,
     compare: bool = False,
     fail: tuple[Any, int] | None = None,
@@ -127,6 +128,8 @@ def run(
         (or uses the one this process already has).
     in_flight : int
         Samples in flight at once.
+    batch : int
+        Samples per Ray call (see :class:`~dnnpart.runtime._session.RunSession`).
     threads : int, optional
         onnxruntime threads per device where the device file sets none (default 1); the
         whole-model reference of ``compare`` uses the same.
@@ -178,6 +181,7 @@ def run(
         split_dir,
         address=address,
         in_flight=in_flight,
+        batch=batch,
         threads=threads,
         model=model,
         heartbeat=heartbeat,
@@ -186,8 +190,7 @@ def run(
         on_event=on_event,
     ) as session:
         t_first = time.perf_counter()
-        for feed in feeds:
-            session.submit(feed)
+        session.submit_many(feeds)
         for _, out in session.results():
             outputs.append(out)
             if progress is not None:
@@ -203,7 +206,7 @@ def run(
 
 def _report(session: RunSession, feeds, outputs, seconds: float) -> RunReport:
     devices: dict[str, dict[str, Any]] = {
-        d["name"]: {"name": d["name"], "busy_s": 0.0, "samples": 0}
+        d["name"]: {"name": d["name"], "busy_s": 0.0, "compute_s": 0.0, "samples": 0}
         for d in session.original["devices"]["device"]
     }
     links: dict[tuple[str, str], dict[str, Any]] = {}
@@ -214,8 +217,11 @@ def _report(session: RunSession, feeds, outputs, seconds: float) -> RunReport:
         seen = set()
         for r in records:
             name = names[r["device"]]
-            dev = devices.setdefault(name, {"name": name, "busy_s": 0.0, "samples": 0})
+            dev = devices.setdefault(
+                name, {"name": name, "busy_s": 0.0, "compute_s": 0.0, "samples": 0}
+            )
             dev["busy_s"] += r["busy_s"]
+            dev["compute_s"] += r["compute_s"]
             if name not in seen:
                 dev["samples"] += 1
                 seen.add(name)

@@ -7,7 +7,10 @@ device works on sample i+1 while the next device works on sample i, and outboxes
 from actor to actor without the driver reading them (Ray passes objects under 100 KiB
 inline through the driver's messages, larger ones through the object store). The driver
 puts each device's part of the inputs in, and reads the records of finished samples, in
-input order.
+input order. With ``batch`` > 1, consecutive samples travel together: one Ray call per
+call of the plan carries the whole batch (each device runs its samples one after the
+other), so that Ray's fixed cost per call and per object -- CPU time taken from the
+devices when they share a machine -- is paid once per batch.
 
 A device is lost when Ray reports its actor dead (``ActorDiedError``, a lost object) or
 when the oldest sample's first unfinished call gets no answer within ``heartbeat``
@@ -46,12 +49,21 @@ class AllDevicesLost(VerificationError):
 
 
 @dataclass
+class _Batch:
+    """Samples launched together: one Ray call per call of the sample plan."""
+
+    records: list = field(default_factory=list)  # per call: a reference to its records
+    boxes: list = field(default_factory=list)  # the outboxes' references
+    got: list | None = None  # the records, once read
+
+
+@dataclass
 class _Sample:
     index: int
     feed: dict[str, np.ndarray]
     launched: float = 0.0  # when it first went in flight (latency counts from there)
-    records: list = field(default_factory=list)
-    boxes: list = field(default_factory=list)  # the outboxes' references
+    batch: _Batch = field(default_factory=_Batch)
+    slot: int = 0  # its position in the batch
 
 
 class _Split:
@@ -64,24 +76,34 @@ class _Split:
         self.calls = plan_calls(self.manifest, self.routes)
         self.names = [d["name"] for d in self.manifest["devices"]["device"]]
         self.actors = _cluster.start_actors(folder, self.manifest, threads=threads, timeout=timeout)
+        # per call: the actor method, with as many returns as outboxes + the records
+        self._methods = []
+        for c in self.calls:
+            method = self.actors[c.device].step_many
+            n = len(c.dests) + 1
+            self._methods.append(method.options(num_returns=n) if n > 1 else method)
 
-    def launch(self, s: _Sample) -> None:
-        fed: list[dict] = [{} for _ in range(self.routes.k)]
-        self.routes.place_inputs(s.feed, fed)
+    def launch(self, samples: list[_Sample]) -> None:
+        """Launch ``samples`` as one batch (every call of the plan once for all of them)."""
+        k = self.routes.k
+        fed: list[list[dict]] = [[{} for _ in range(k)] for _ in samples]
+        for s, f in zip(samples, fed, strict=True):
+            self.routes.place_inputs(s.feed, f)
+        ids = [s.index for s in samples]
         inbox: list[list] = [[] for _ in self.calls]
-        s.records, s.boxes = [], []
+        batch = _Batch()
         for i, c in enumerate(self.calls):
             n = len(c.dests) + 1
-            method = self.actors[c.device].step
-            if n > 1:
-                method = method.options(num_returns=n)
-            refs = method.remote(s.index, i, fed[c.device] if c.first else None, *inbox[i])
+            feeds = [f[c.device] for f in fed] if c.first else None
+            refs = self._methods[i].remote(ids, i, feeds, *inbox[i])
             if n == 1:
                 refs = [refs]
             for j, dst in enumerate(c.dests):
                 inbox[c.consumer[dst]].append(refs[j])
-            s.boxes.extend(refs[:-1])
-            s.records.append(refs[-1])
+            batch.boxes.extend(refs[:-1])
+            batch.records.append(refs[-1])
+        for slot, s in enumerate(samples):
+            s.batch, s.slot = batch, slot
 
     def stop(self) -> None:
         ray = _cluster.import_ray()
@@ -104,6 +126,11 @@ class RunSession:
         A Ray cluster (``HOST:PORT``); None starts a local Ray here.
     in_flight : int
         Samples in flight at once (1: one sample at a time, no pipelining).
+    batch : int
+        Samples per Ray call (each device runs them one after the other): Ray's cost per
+        call is shared by ``batch`` samples, and each sample waits for its batch. Keep
+        ``in_flight`` at least twice ``batch``, so that devices still work on different
+        batches at the same time.
     threads : int, optional
         onnxruntime threads per device where the device file gives none (default 1).
     model : path-like, optional
@@ -129,6 +156,7 @@ class RunSession:
         *,
         address: str | None = None,
         in_flight: int = 4,
+        batch: int = 1,
         threads: int | None = None,
         model=None,
         heartbeat: float = 60.0,
@@ -139,10 +167,13 @@ class RunSession:
     ):
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise UsageError(f"--in-flight must be a positive integer, got {in_flight!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise UsageError(f"--batch must be a positive integer, got {batch!r}")
         if heartbeat <= 0:
             raise UsageError(f"heartbeat must be positive, got {heartbeat!r}")
         self.folder = os.fspath(folder)
         self.in_flight = in_flight
+        self.batch = batch
         self.threads = threads
         self.heartbeat = float(heartbeat)
         self.start_timeout = float(start_timeout)
@@ -223,22 +254,35 @@ class RunSession:
     # -- streaming ------------------------------------------------------------------
     def submit(self, feed: dict[str, np.ndarray]) -> int:
         """Queue one sample (model input name -> array); returns its index."""
+        return self.submit_many([feed])[0]
+
+    def submit_many(self, feeds) -> list[int]:
+        """Queue several samples at once (full batches from the start); their indices."""
         split = self._split
-        missing = [n for n in split.routes.input_names if n not in feed]
-        if missing:
-            raise UsageError(f"no value for model input {missing[0]!r}")
-        s = _Sample(self._next, feed)
-        self._next += 1
-        self._queue.append(s)
+        out = []
+        for feed in feeds:
+            missing = [n for n in split.routes.input_names if n not in feed]
+            if missing:
+                raise UsageError(f"no value for model input {missing[0]!r}")
+            out.append(self._next)
+            self._queue.append(_Sample(self._next, feed))
+            self._next += 1
         self._fill()
-        return s.index
+        return out
 
     def _fill(self) -> None:
-        while self._queue and len(self._flying) < self.in_flight:
-            s = self._queue.popleft()
-            s.launched = time.perf_counter()
-            self._split.launch(s)
-            self._flying.append(s)
+        # a full batch when there are enough samples waiting, else what waits (the tail
+        # of a run, or a stream fed one sample at a time): never more than in_flight
+        while self._queue:
+            n = min(self.batch, len(self._queue), self.in_flight)
+            if len(self._flying) + n > self.in_flight and self._flying:
+                break
+            samples = [self._queue.popleft() for _ in range(n)]
+            now = time.perf_counter()
+            for s in samples:
+                s.launched = now
+            self._split.launch(samples)
+            self._flying.extend(samples)
 
     def pending(self) -> int:
         """Samples submitted and not yet returned."""
@@ -265,13 +309,16 @@ class RunSession:
     def _collect(self, s: _Sample):
         ray = self.ray
         split = self._split
-        ready, waiting = ray.wait(s.records, num_returns=len(s.records), timeout=self.heartbeat)
+        b = s.batch
+        if b.got is not None:
+            return self._outputs(s)
+        ready, waiting = ray.wait(b.records, num_returns=len(b.records), timeout=self.heartbeat)
         if waiting:
-            stalled = split.calls[s.records.index(waiting[0])].device
+            stalled = split.calls[b.records.index(waiting[0])].device
             self._lose([stalled], f"no answer within {self.heartbeat:g} s")
             return None
         try:
-            records = ray.get(s.records)
+            b.got = ray.get(b.records)
         except _cluster.ACTOR_FAILURES as exc:
             lost = self._find_lost()
             if not lost:
@@ -281,6 +328,12 @@ class RunSession:
         except ray.exceptions.RayTaskError as exc:
             cause = exc.as_instanceof_cause()
             raise (cause if isinstance(cause, DnnpartError) else exc) from None
+        return self._outputs(s)
+
+    def _outputs(self, s: _Sample):
+        """The outputs of ``s`` from its batch's records (which the report keeps)."""
+        split = self._split
+        records = [per_call[s.slot] for per_call in s.batch.got]
         self.records.append((split.names, split.manifest.get("volume_bytes_planned"), records))
         values = {r["device"]: r["outputs"] for r in records if "outputs" in r}
         return split.routes.gather(values)
@@ -304,7 +357,8 @@ class RunSession:
     def _settle(self) -> None:
         """Read the failed records of the samples in flight (Ray logs every error that
         is never read), giving up on those that are still running after a second."""
-        refs = [r for s in self._flying for r in s.records + s.boxes]
+        batches = {id(s.batch): s.batch for s in self._flying}.values()
+        refs = [r for b in batches for r in b.records + b.boxes]
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=1.0)
         for ref in ready:
             try:
@@ -361,8 +415,9 @@ class RunSession:
             f"{time.perf_counter() - t:.2f} s: {moves(split.manifest, new)}",
         )
         self._split = _Split(out, self.threads, self.start_timeout)
-        for s in self._flying:
-            self._split.launch(s)
+        flying = list(self._flying)
+        for i in range(0, len(flying), self.batch):
+            self._split.launch(flying[i : i + self.batch])
         self._event(
             "resumed",
             None,

@@ -148,9 +148,9 @@ def reference_session(
     """
     import onnxruntime as ort
 
+    from dnnpart._ort import session_options
     from dnnpart.exporters._source import whole_model
     from dnnpart.exporters._write import save_model
-    from dnnpart.runtime._execute import _session_options
 
     model = whole_model(source, extra_outputs)
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
@@ -164,7 +164,7 @@ def reference_session(
     )
     try:
         return ort.InferenceSession(
-            path, _session_options(threads), providers=["CPUExecutionProvider"]
+            path, session_options(threads), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
         raise InvalidModelError(

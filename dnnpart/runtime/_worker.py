@@ -8,7 +8,10 @@ device's part of the model inputs (on its first call), and the *outboxes* that o
 devices' earlier calls sent it; it runs its stage, routes the transfers that follow the
 stage with :func:`dnnpart.runtime._routes.route` (the local executor's), and returns one
 outbox per receiving device and a small record (times, bytes, and on the device's last
-call of the sample, its model output values). An outbox goes to the receiver's first call
+call of the sample, its model output values). The record's ``waited`` is, per sending
+device, the time this device waited for its outboxes: idle (its previous call over) with
+the outbox sent and the call not started yet -- not the time an outbox sat queued while
+the device worked on other samples. An outbox goes to the receiver's first call
 after the sender's, so it is there before any stage of the receiver needs it. Values a
 device keeps for its own later stages stay in its per-sample store, which its last call
 of the sample drops.
@@ -24,8 +27,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnnpart._ort import session_options
 from dnnpart.errors import InvalidModelError
-from dnnpart.runtime._execute import _session_options, load_session
+from dnnpart.runtime._execute import load_session
 from dnnpart.runtime._routes import Routes, route, stage_feed
 
 __all__ = ["Call", "plan_calls", "DeviceWorker", "FEED"]
@@ -113,7 +117,7 @@ class DeviceWorker:
                     if name is not None:
                         with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
                             f.write(files[name])
-            opts = _session_options(threads)
+            opts = session_options(threads)
             self.runs = {
                 int(s["id"]): (
                     load_session(tmp, s, opts)._sess.run,
@@ -128,6 +132,7 @@ class DeviceWorker:
         self.first = [e for e in self.routes.first if e[1] == self.device]
         self.outputs = [v for d, v in self.routes.output_values if d == self.device]
         self.stores: dict[int, dict] = {}
+        self.free_since = time.time()  # when the last call ended (wall clock, as sent_at)
 
     def ping(self) -> int:
         """The worker's process id (a liveness check)."""
@@ -135,15 +140,48 @@ class DeviceWorker:
 
     def step(self, sample: int, index: int, fed, *payloads):
         """Make call ``index`` of ``sample``; returns its outboxes then its record (the
-        record alone when it sends nothing)."""
+        record alone when it sends nothing). A payload is ``(sent_at, src, values)``."""
+        got = self.step_many(
+            [sample], index, None if fed is None else [fed], *((t, d, [v]) for t, d, v in payloads)
+        )
+        got = got if isinstance(got, tuple) else (got,)
+        out = [(t, d, values[0]) for t, d, values in got[:-1]]
+        return (*out, got[-1][0]) if out else got[-1][0]
+
+    def step_many(self, samples: list[int], index: int, feds, *payloads):
+        """Make call ``index`` of each of ``samples`` in turn (a batch: one Ray call for
+        several samples). ``feds`` and each payload's values hold one entry per sample.
+        Returns the outboxes (``(sent_at, device, [values per sample])``, one per receiving
+        device) then the list of records (the list alone when it sends nothing: one Ray
+        return each); the wait on the links goes to the first record."""
         t_start = time.time()
-        c0 = time.perf_counter()
-        call = self.calls[index]
-        store = self.stores.setdefault(sample, {})
         waited: dict[int, float] = {}
-        for sent_at, src, values in payloads:
-            store.update(values)
-            waited[src] = waited.get(src, 0.0) + max(0.0, t_start - sent_at)
+        for sent_at, src, _ in payloads:
+            # the receiver's wait on this link: idle, the value sent, the call not started
+            since = max(sent_at, self.free_since)
+            waited[src] = waited.get(src, 0.0) + max(0.0, t_start - since)
+        call = self.calls[index]
+        sent: list[list[dict]] = [[] for _ in call.dests]
+        records = []
+        for j, sample in enumerate(samples):
+            boxes, record = self._one(
+                sample, call, None if feds is None else feds[j], [p[2][j] for p in payloads]
+            )
+            for box, values in zip(sent, boxes, strict=True):
+                box.append(values)
+            record["waited"] = waited if j == 0 else {}
+            records.append(record)
+        sent_at = time.time()
+        self.free_since = sent_at
+        boxes = [(sent_at, self.device, values) for values in sent]
+        return (*boxes, records) if boxes else records
+
+    def _one(self, sample: int, call: Call, fed, values: list[dict]):
+        """One sample's part of a call: its outboxes' values and its record."""
+        c0 = time.perf_counter()
+        store = self.stores.setdefault(sample, {})
+        for v in values:
+            store.update(v)
         if fed:
             store.update(fed)
         k = self.k
@@ -167,12 +205,9 @@ class DeviceWorker:
             "compute_s": compute,
             "sent": {d: link[self.device * k + d] for d in call.dests},
             "transfers": dict(per),
-            "waited": waited,
         }
         if call.last:
             record["outputs"] = {v: store[v] for v in self.outputs}
             del self.stores[sample]
-        sent_at = time.time()
-        boxes = [(sent_at, self.device, stores[d]) for d in call.dests]
         record["busy_s"] = time.perf_counter() - c0
-        return (*boxes, record) if boxes else record
+        return [stores[d] for d in call.dests], record

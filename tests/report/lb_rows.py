@@ -15,6 +15,7 @@ def make_row(
     volume: int = 1000,
     imbalance: float = 1.0,
     tps: float | None = None,
+    max_load: float | None = None,
     granularity: str = "neuron",
     model: str = "m.onnx",
     status: str = "ok",
@@ -22,7 +23,8 @@ def make_row(
     base_latency: float = 2e-3,
     base_volume: int = 2000,
 ) -> Row:
-    """An ``ok`` row (or a failed one) whose baseline has ``base_latency``/``base_volume``."""
+    """An ``ok`` row (or a failed one) whose baseline has ``base_latency``/``base_volume``;
+    ``max_load`` makes it a row of a problem with measured times (ratio to vertical 0.25)."""
     if status != "ok":
         return Row(model, k, partitioner, granularity, status, reason, plugin="dnnpart")
     layers = 2
@@ -41,6 +43,7 @@ def make_row(
         "memory_ok": True,
         "latency_s": latency,
         "time_per_sample_s": tps,
+        "max_load": max_load,
     }
     baseline = dict(scores, latency_s=base_latency, volume_bytes=base_volume)
     ratios = {
@@ -48,6 +51,7 @@ def make_row(
         "volume_bytes": volume / base_volume,
         "cut": 1.0,
         "time_per_sample_s": None if tps is None else tps / (2 * tps),
+        "max_load": None if max_load is None else 0.25,
     }
     return Row(
         model,

@@ -48,6 +48,26 @@ def test_layer_granularity_ranks_by_time_per_sample():
     assert [r.partitioner for r in rank(rows)] == ["fast-pipeline", "fast-latency"]
 
 
+def test_rows_with_measured_times_rank_by_max_load():
+    assert rank_metric("layer", profiled=True) == "max_load"
+    assert rank_metric("neuron", profiled=True) == "latency_s"
+    assert rank_metric("layer", "volume", profiled=True) == "volume_bytes"
+    # max-load and the scorer's time per sample can disagree (a tensor sent to two
+    # devices): on measured times the paper's max-load decides
+    rows = [
+        make_row("a", 3, granularity="layer", tps=1e-3, max_load=4e-3),
+        make_row("b", 3, granularity="layer", tps=2e-3, max_load=3e-3),
+    ]
+    ranked = rank(rows)
+    assert [(r.partitioner, r.rank) for r in ranked] == [("b", 1), ("a", 2)]
+    rec = flat_record(ranked[0])
+    assert rec["rank_metric"] == "max_load" and rec["rank_value"] == 3e-3
+    assert rec["max_load"] == 3e-3 and rec["max_load_ratio"] == 0.25
+    assert flat_record(make_row("c", granularity="layer", tps=1e-3))["rank_metric"] == (
+        "time_per_sample_s"
+    )
+
+
 def test_failures_follow_in_status_order_and_groups_keep_model_order():
     rows = [
         make_row("s", status="skipped", reason="layer only", model="b.onnx"),

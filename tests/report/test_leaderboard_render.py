@@ -27,6 +27,28 @@ def rows():
     ]
 
 
+def test_tables_on_measured_times_are_titled_and_shown_by_max_load(rows):
+    profiled = [
+        make_row("a", 2, granularity="layer", tps=1e-3, max_load=4e-3, model="p.json"),
+        make_row("b", 2, granularity="layer", tps=2e-3, max_load=3e-3, model="p.json"),
+    ]
+    md = to_markdown(rows + profiled)
+    assert "## p.json, layer granularity, ranked by max-load" in md.splitlines()
+    tables = md.split("## ")
+    measured = next(t for t in tables if t.startswith("p.json"))
+    other = next(t for t in tables if t.startswith("m.onnx, layer"))
+    header = next(line for line in measured.splitlines() if line.startswith("| k"))
+    assert "max-load" in header and "max-load ×vert" in header
+    assert "max-load" not in other  # no measured times: no such column
+    first = next(line for line in measured.splitlines() if line.startswith("| 2 |"))
+    assert first.split("|")[3].strip() == "b"
+    console = Console(width=100, record=True)
+    print_table(profiled, console=console)
+    text = console.export_text()
+    assert "ranked by max-load" in text and "max-load" in text
+    assert "t/sample" not in text  # narrow: the ranking time once, as max-load
+
+
 def test_markdown_ranks_highlights_and_explains_failures(rows):
     md = to_markdown(rows)
     lines = md.splitlines()

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 import dnnpart
 from dnnpart.cli import main
+from dnnpart.errors import UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import Executor, RunSession, run
 
@@ -128,6 +129,25 @@ def test_fail_option_loses_a_device_and_every_input_gets_one_correct_output(
     want = whole.run(["probabilities"], {"input": x})[0]
     assert probs.shape == want.shape == (60, 10)
     np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_give_every_input_one_correct_output_in_order_through_a_loss(cluster, splits):
+    """Samples travel in batches of 3 (one Ray call per call of the plan), the tail batch
+    shorter; a device lost mid-stream: every input still gets one output, in order, equal
+    to the whole model's, and every sample moved the planned bytes."""
+    folder = splits["res-layer-3"]
+    n = 17
+    report = run(folder, samples=n, compare=True, in_flight=6, batch=3, fail=("dev1", 7))
+    assert report.ok, report.problems
+    assert report.samples == n and report.outputs["output"].shape[0] == n
+    assert report.bytes_measured == report.bytes_planned
+    assert [e["device"] for e in report.events if e["kind"] == "lost"] == ["dev1"]
+    plain = run(folder, samples=n, in_flight=6, batch=3)
+    np.testing.assert_allclose(plain.outputs["output"], report.outputs["output"], rtol=1e-6)
+    measured = {(x["from"], x["to"]): x["bytes"] for x in plain.links if x["bytes"]}
+    assert measured == {key: b * n for key, b in _per_link(folder).items()}
+    with pytest.raises(UsageError, match="batch"):
+        RunSession(folder, batch=0)
 
 
 def _stream_and_hurt(folder, n, hurt, **options):

@@ -107,6 +107,48 @@ def test_workers_chained_compute_what_the_executor_does_and_send_its_bytes(split
     assert link.sum() == m["volume_bytes_planned"]
 
 
+def test_link_seconds_are_the_receivers_wait_not_the_queue(splits):
+    """A value sent while its receiver was busy with other samples costs the link nothing;
+    one the idle receiver waited for costs the wait."""
+    import time
+
+    folder, _ = splits["res"]
+    m = json.loads((folder / "manifest.json").read_text())
+    routes = Routes(m)
+    calls = plan_calls(m, routes)
+    workers = [
+        DeviceWorker(
+            m,
+            d,
+            {s["file"]: (folder / s["file"]).read_bytes() for s in m["stages"] if s["device"] == d},
+            1,
+        )
+        for d in range(routes.k)
+    ]
+    feed = {routes.input_names[0]: np.zeros((1, 4, 8, 8), np.float32)}
+    fed = [{} for _ in range(routes.k)]
+    routes.place_inputs(feed, fed)
+    i = next(i for i, c in enumerate(calls) if c.dests)
+    src = calls[i]
+    dst, j = next(iter(src.consumer.items()))
+    # run the receiver's calls before j (if any) and the sender's call
+    for x in range(j):
+        c = calls[x]
+        if c.device == dst or x == i:
+            workers[c.device].step(0, x, fed[c.device] if c.first else None)
+    got = workers[src.device].step(0, i, fed[src.device] if src.first else None)
+    box = got[list(src.dests).index(dst)]
+    receiver = workers[dst]
+    before = dict(receiver.stores.get(0, {}))  # the receiver's sample store before call j
+    now = time.time()
+    for free, sent, want in [(now, now - 10.0, 0.0), (now - 10.0, now - 4.0, 4.0)]:
+        receiver.free_since = free
+        receiver.stores[0] = dict(before)
+        rec = receiver.step(0, j, fed[dst] if calls[j].first else None, (sent, box[1], box[2]))
+        rec = rec[-1] if isinstance(rec, tuple) else rec
+        assert rec["waited"][src.device] == pytest.approx(want, abs=0.5)
+
+
 def test_manifest_names_the_model_relative_to_the_split(splits):
     folder, model = splits["res"]
     m = json.loads((folder / "manifest.json").read_text())
