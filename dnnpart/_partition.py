@@ -46,6 +46,7 @@ def partition(
     holdout=None,
     label_name: str | None = None,
     output: str | None = None,
+    choose: Callable[[Problem, np.ndarray], np.ndarray] | None = None,
 ) -> Plan:
     """Partition ``graph`` for ``k`` identical devices or a :class:`DeviceSet`.
 
@@ -95,6 +96,10 @@ def partition(
         gain ``accuracy``, ``reference_accuracy`` and ``accuracy_drop`` (held out).
     label_name, output : str, optional
         The label array of the data files (default ``y``) and the output scored.
+    choose : callable, optional
+        ``choose(problem, labels)`` gets the built problem and the partitioner's
+        (validated) labels and returns the labels the plan keeps (validated again), e.g.
+        a re-plan that keeps what survivors held (:mod:`dnnpart.runtime._replan`).
 
     Returns
     -------
@@ -142,6 +147,8 @@ def partition(
         problem = dataclasses.replace(problem, objective=objective)
         say(f"partitioning with {method}")
         partitioner, labels, seconds = _run(problem, cls, method, options, refine)
+        if choose is not None:
+            labels = problem.validate(choose(problem, labels), who="choose")
         base_problem, arrays, measured = problem, {}, {}
         if data is not None:
             from dnnpart._cross_prune import measure

@@ -7,6 +7,7 @@ from typing import Any
 
 from dnnpart._plan import Plan
 from dnnpart.errors import OutputConflictError, UsageError
+from dnnpart.exporters._labels import labels_entry
 from dnnpart.exporters._manifest import MANIFEST, Split, file_prefixes, stage_file
 from dnnpart.exporters._source import Source, prepare, stage_model
 from dnnpart.exporters._write import save_model, staged_folder, write_json
@@ -99,9 +100,10 @@ def export(
     Layer placement cuts each device's layers into stages (Tarnawski et al. 2020 style
     pipeline placement); neuron placement slices dense layers' weights by output neuron
     (GraphDNN thesis, RePurpose) and sends each device only the activations its neurons
-    have a synapse from. Files are staged in a temporary folder beside ``out_dir`` and
-    renamed into place, the manifest last; their bytes depend only on the model, the plan
-    and the options.
+    have a synapse from. The plan's labels are recorded (:mod:`._labels`), for a re-plan
+    that keeps each surviving device's part. Files are staged in a temporary folder
+    beside ``out_dir`` and renamed into place, the manifest last; their bytes depend only
+    on the model, the plan and the options.
     """
     if os.path.lexists(out_dir) and not force:  # fail before the expensive work
         raise OutputConflictError(f"output folder exists: {out_dir} (use --force to replace it)")
@@ -143,6 +145,7 @@ def export(
                 external_data=stage.data,
                 source=source.path,
             )
+        header["labels"] = labels_entry(plan.labels, plan.k, plan.groups, plan.offsets, tmp)
         doc = split.to_dict(header)
         write_json(os.path.join(tmp, MANIFEST), doc)  # last: its presence means complete
     return doc

@@ -25,6 +25,7 @@ from typing import Any
 
 from dnnpart._files import load_json, read_regular
 from dnnpart.errors import InvalidModelError
+from dnnpart.exporters._labels import read_labels
 from dnnpart.exporters._manifest_schema import check_document
 
 __all__ = [
@@ -196,7 +197,8 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     Checks the structure, that every file name is the one :func:`file_prefixes` and
     :func:`stage_file` give for its device and stage and is a regular file (not a
     symlink) directly inside ``folder``, that indices are in range
-    and that the execution order lists each stage once. Raises
+    and that the execution order lists each stage once, and the plan's labels
+    (:func:`~dnnpart.exporters._labels.read_labels`). Raises
     :class:`~dnnpart.errors.InvalidModelError` (exit code 3) otherwise.
     """
     folder = os.fspath(folder)
@@ -234,6 +236,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
             full = os.path.join(folder, name)
             if os.path.islink(full) or not os.path.isfile(full):
                 _fail(folder, f"{name} is missing or not a regular file")
+    read_labels(folder, doc)  # the plan's labels, when recorded: count, range, hash
     return doc
 
 

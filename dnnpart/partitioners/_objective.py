@@ -20,7 +20,7 @@ import numpy as np
 from dnnpart.problem._objective import LayerCosts
 from dnnpart.problem._problem import Problem
 
-__all__ = ["on_objective", "layer_objective", "MAX_EVALUATIONS"]
+__all__ = ["on_objective", "improve_on_objective", "layer_objective", "MAX_EVALUATIONS"]
 
 # objective evaluations one refinement may spend (each is one vectorised pass over the
 # layer graph's nets, or one makespan for latency): a bounded, deterministic effort
@@ -88,17 +88,38 @@ def on_objective(
     return _refine(problem, costs, best, best_key, key, max_evaluations)
 
 
+def improve_on_objective(
+    problem: Problem, labels, movable=None, *, max_evaluations: int = MAX_EVALUATIONS
+) -> np.ndarray:
+    """``labels`` refined on ``problem.objective`` by the single-vertex moves of
+    :func:`on_objective` that strictly improve (violation, objective), moving only the
+    vertices of the mask ``movable`` (default all); no comparison with vertical.
+
+    The balance limit of the volume objective is the problem's tolerance, or the start's
+    imbalance when that is larger (the start is admissible)."""
+    costs = LayerCosts(problem, problem.objective or "throughput")
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    limit = max(1.0 + problem.imbalance, costs.imbalance(labels))
+
+    def key(lab: np.ndarray) -> tuple[float, float]:
+        return costs.violation(lab, limit), costs.value(lab)
+
+    mask = None if movable is None else np.asarray(movable, dtype=bool).reshape(-1)
+    return _refine(problem, costs, labels, key(labels), key, max_evaluations, mask)
+
+
 def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
     if a[0] < b[0] * (1 - _RTOL) - 1e-9:
         return True
     return a[0] <= b[0] and a[1] < b[1] * (1 - _RTOL)
 
 
-def _refine(problem, costs, labels, current, key, budget: int) -> np.ndarray:
+def _refine(problem, costs, labels, current, key, budget: int, movable=None) -> np.ndarray:
     """First-improvement single-vertex moves until no move improves or the budget ends.
 
     Candidates: each vertex to every device holding one of its neighbours, and, for the
-    time objectives, the vertices of the most loaded device to every other device.
+    time objectives, the vertices of the most loaded device to every other device; only
+    the vertices of the mask ``movable`` when given.
     """
     k = problem.k
     adj = problem.adjacency
@@ -110,6 +131,8 @@ def _refine(problem, costs, labels, current, key, budget: int) -> np.ndarray:
         for v, d in _candidates(problem, costs, labels, indptr, indices, k):
             if spent >= budget:
                 break
+            if movable is not None and not movable[v]:
+                continue
             old = labels[v]
             labels[v] = d
             spent += 1

@@ -228,8 +228,9 @@ class _Balance:
         self.loads[g, b] += self.weight[v]
 
 
-def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int) -> float:
-    """One FM pass; returns the gain kept (>= 0) after rolling back to the best prefix."""
+def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int, frozen=None) -> float:
+    """One FM pass; returns the gain kept (>= 0) after rolling back to the best prefix.
+    Vertices of the mask ``frozen`` never move (nor are swap partners)."""
     labels = obj.labels
     n = len(labels)
     start_gains = obj.all_gains()
@@ -238,9 +239,11 @@ def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int) -> float:
     tie = rng.permutation(n)
     # Vertices on no net (model inputs left out of the volume's nets) have nothing to gain.
     movable = np.isfinite(key) & (np.diff(obj.incidence.indptr) > 0)
+    if frozen is not None:
+        movable &= ~frozen
     heap = [(-key[v], tie[v], v) for v in np.flatnonzero(movable)]
     heapq.heapify(heap)
-    locked = np.zeros(n, dtype=bool)
+    locked = np.zeros(n, dtype=bool) if frozen is None else frozen.copy()
     pushes = np.zeros(n, dtype=np.int32)
     no_swap = np.zeros(n, dtype=bool)  # a swap failed for this vertex in this pass
     offsets = problem.layer_offsets
@@ -323,8 +326,11 @@ def _fm_pass(obj, bal: _Balance, problem: Problem, rng, patience: int) -> float:
 class _Descent:
     """One local search: (cut passes, then) objective passes from a start; reusable."""
 
-    def __init__(self, problem, objective, adj, tight, max_passes, patience, cut_first):
+    def __init__(
+        self, problem, objective, adj, tight, max_passes, patience, cut_first, frozen=None
+    ):
         self.problem = problem
+        self.frozen = frozen
         self.objective = objective
         self.adj = adj
         self.tight = tight
@@ -353,19 +359,25 @@ class _Descent:
             start_value = self._objective(labels).value()
             before = labels.copy()
             _passes(
-                _Cut(problem, labels, self.adj), bal, problem, rng, self.max_passes, self.patience
+                _Cut(problem, labels, self.adj),
+                bal,
+                problem,
+                rng,
+                self.max_passes,
+                self.patience,
+                self.frozen,
             )
             if self._objective(labels).value() > start_value:  # never worse than the start
                 labels[:] = before
                 bal = _Balance(problem, labels, self.tight)
         obj = self._objective(labels)
-        _passes(obj, bal, problem, rng, self.max_passes, self.patience)
+        _passes(obj, bal, problem, rng, self.max_passes, self.patience, self.frozen)
         return obj.labels, obj.value()
 
 
-def _passes(obj, bal, problem, rng, max_passes, patience) -> None:
+def _passes(obj, bal, problem, rng, max_passes, patience, frozen=None) -> None:
     for _ in range(int(max_passes)):
-        if _fm_pass(obj, bal, problem, rng, int(patience)) <= 1e-9:
+        if _fm_pass(obj, bal, problem, rng, int(patience), frozen) <= 1e-9:
             break
 
 
@@ -472,8 +484,12 @@ class KLPartitioner(Partitioner):
             problem, problem.validate(start.partition(problem), start.name or "start")
         )
 
-    def refine(self, problem: Problem, labels) -> np.ndarray:
+    def refine(self, problem: Problem, labels, frozen=None) -> np.ndarray:
         """Refine ``labels`` (any partitioner's answer, shape (n,)).
+
+        ``frozen`` (a boolean mask, shape (n,)) lists vertices that keep their device:
+        only the others move (no perturbation restarts unless ``restarts`` asks; a
+        balance repair, if the start needs one, may still move them).
 
         Returns
         -------
@@ -488,6 +504,12 @@ class KLPartitioner(Partitioner):
         if patience is None:
             patience = max(300, problem.num_vertices // 100)
         labels = problem.validate(labels, "labels").copy()
+        if frozen is not None:
+            frozen = np.asarray(frozen, dtype=bool).reshape(-1)
+            if frozen.shape != labels.shape:
+                raise UsageError(f"frozen must hold one flag per vertex ({labels.size})")
+            if restarts is None:
+                restarts = 0  # kicks would move frozen vertices
         if problem.k == 1 or max_passes == 0:
             if is_balanced(problem, labels, tight=tight):
                 return labels
@@ -498,7 +520,9 @@ class KLPartitioner(Partitioner):
             adj = _float_adjacency(problem)
         if not is_balanced(problem, labels, tight=tight):
             labels = rebalance(problem, labels, adj, tight=tight)
-        run = _Descent(problem, objective, adj, tight, int(max_passes), int(patience), cut_first)
+        run = _Descent(
+            problem, objective, adj, tight, int(max_passes), int(patience), cut_first, frozen
+        )
         best, best_value = run(labels, rng)
         if restarts is None:
             restarts = min(ILS_MAX_RESTARTS, ILS_PIN_BUDGET // max(run.pins, 1))
@@ -508,16 +532,20 @@ class KLPartitioner(Partitioner):
             if value <= best_value + 1e-9:  # equal: move on along the plateau
                 best, best_value = cand, value
         if objective == "volume":
-            best = place_free_sources(problem, best)
+            placed = place_free_sources(problem, best)
+            if frozen is not None:  # free sources keep their device when frozen
+                placed[frozen] = best[frozen]
+            best = placed
         if not is_balanced(problem, best, tight=tight):  # pragma: no cover - float drift
             best = rebalance(problem, best, adj, tight=tight)
         return best
 
 
 @with_params_of(KLPartitioner, exclude=("start",))
-def kl_refine(problem: Problem, labels, **params) -> np.ndarray:
+def kl_refine(problem: Problem, labels, frozen=None, **params) -> np.ndarray:
     """:meth:`KLPartitioner.refine` of ``labels``: one device per vertex, never a larger
-    objective than the start's (after a balance repair, if one was needed)."""
+    objective than the start's (after a balance repair, if one was needed); vertices of
+    the mask ``frozen`` stay where they are."""
     if "start" in params:
         raise UsageError("kl_refine refines the labels it is given: it takes no start")
-    return KLPartitioner(**params).refine(problem, labels)
+    return KLPartitioner(**params).refine(problem, labels, frozen)

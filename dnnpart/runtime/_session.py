@@ -15,8 +15,9 @@ devices when they share a machine -- is paid once per batch.
 A device is lost when Ray reports its actor dead (``ActorDiedError``, a lost object) or
 when the oldest sample's first unfinished call gets no answer within ``heartbeat``
 seconds. Then every actor is stopped, the model is re-partitioned over the survivors
-(:func:`._replan.replan`), the new split is started, and every sample without an output
-is sent again: each input gets exactly one output.
+(:func:`._replan.replan`: each survivor keeps its part where balance allows; the
+``replanned`` event's ``moves`` say what moved), the new split is started, and every
+sample without an output is sent again: each input gets exactly one output.
 """
 
 from __future__ import annotations
@@ -234,12 +235,13 @@ class RunSession:
         self.latencies: list[float] = []
 
     # -- events ---------------------------------------------------------------------
-    def _event(self, kind: str, device: str | None, detail: str) -> None:
+    def _event(self, kind: str, device: str | None, detail: str, **extra) -> None:
         e = {
             "t": round(time.perf_counter() - self._t0, 6),
             "kind": kind,
             "device": device,
             "detail": detail,
+            **extra,
         }
         self.events.append(e)
         if self.on_event is not None:
@@ -397,22 +399,25 @@ class RunSession:
             self._model_path = os.path.abspath(
                 original_model(self.folder, self.original, self._model)
             )
-        from dnnpart.runtime._replan import moves, replan
+        from dnnpart.runtime._replan import replan, work_shift
 
         out = os.path.join(self._tmp, f"split{len(self.events)}")
         try:
-            new = replan(self._model_path, split.manifest, lost, out)
+            done = replan(self._model_path, split.manifest, lost, out, folder=split.folder)
         except DnnpartError as exc:
             raise AllDevicesLost(
                 f"re-partitioning over {', '.join(survivors)} failed ({exc}); "
                 f"{self.completed} of {self._next} samples completed",
                 self.completed,
             ) from None
+        new = done.manifest
         self._event(
             "replanned",
             None,
             f"{new['plan']['method']} over {', '.join(survivors)} in "
-            f"{time.perf_counter() - t:.2f} s: {moves(split.manifest, new)}",
+            f"{time.perf_counter() - t:.2f} s: {done.summary()}; "
+            f"{work_shift(split.manifest, new)}" + "".join(f"; {n}" for n in done.notes),
+            moves=done.moves,
         )
         self._split = _Split(out, self.threads, self.start_timeout)
         flying = list(self._flying)

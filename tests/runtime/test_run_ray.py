@@ -121,7 +121,12 @@ def test_fail_option_loses_a_device_and_every_input_gets_one_correct_output(
     assert doc["ok"] and doc["samples"] == 60 and doc["max_abs_err"] < 1e-4
     lost = [e for e in doc["events"] if e["kind"] == "lost"]
     assert [e["device"] for e in lost] == ["dev1"]
-    assert "dev0:" in next(e["detail"] for e in doc["events"] if e["kind"] == "replanned")
+    replanned = next(e for e in doc["events"] if e["kind"] == "replanned")
+    assert "dev0:" in replanned["detail"]
+    moves = replanned["moves"]  # survivors kept their parts: only dev1's vertices moved
+    assert moves["how"] == "kept" and moves["moved"] == moves["from_lost"] > 0
+    assert {f["from"] for f in moves["flows"]} == {"dev1"}
+    assert f"{moves['moved']} of {moves['vertices']} vertices moved" in replanned["detail"]
     import onnxruntime as ort
 
     probs = np.load(out)["probabilities"]  # in input order
