@@ -17,20 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from _procs import gone, state
 
 from dnnpart import _isolate
 from dnnpart._isolate import IsolatedCrash, call_isolated
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
-
-
-def _state(pid: int) -> str | None:
-    """The process's state letter from /proc (None once it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[0]
 
 
 def _wait_file(path: Path, seconds: float = 30.0) -> str:
@@ -40,17 +32,6 @@ def _wait_file(path: Path, seconds: float = 30.0) -> str:
             return path.read_text()
         time.sleep(0.02)
     raise AssertionError(f"{path} never appeared")
-
-
-def _gone(pid: int, seconds: float = 10.0) -> bool:
-    """True once ``pid`` is no longer running (gone, or a zombie its new parent has yet
-    to reap)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if _state(pid) in (None, "Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _sleeper(pid_file: Path):
@@ -117,10 +98,10 @@ def test_a_parent_killed_outright_takes_its_child_with_it(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:
         child = int(_wait_file(pid_file))
-        assert _state(child) not in (None, "Z")  # running, as the parent is
+        assert state(child) not in (None, "Z")  # running, as the parent is
         parent.kill()  # SIGKILL: no finally, no handler runs in the parent
         parent.wait(timeout=30)
-        assert _gone(child), f"child {child} outlived its killed parent"
+        assert gone(child), f"child {child} outlived its killed parent"
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -150,7 +131,7 @@ def test_an_interrupted_parent_kills_and_reaps_its_child(tmp_path):
     # reaped by call_isolated itself: not our child any more, and no zombie left
     with pytest.raises(ChildProcessError):
         os.waitpid(child, os.WNOHANG)
-    assert _state(child) is None
+    assert state(child) is None
 
 
 def test_a_child_over_its_time_limit_is_killed_and_reaped(tmp_path):
@@ -162,4 +143,4 @@ def test_a_child_over_its_time_limit_is_killed_and_reaped(tmp_path):
     child = int(_wait_file(pid_file, 1.0))
     with pytest.raises(ChildProcessError):
         os.waitpid(child, os.WNOHANG)
-    assert _state(child) is None
+    assert state(child) is None

@@ -17,29 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from _procs import gone, state
 
 import dnnpart.cli
 
 from ._campaign import Report
 from ._runner import run_cli
-
-
-def _state(pid: int) -> str | None:
-    """The process's state letter from /proc (None once it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[0]
-
-
-def _gone(pid: int, seconds: float = 10.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if _state(pid) in (None, "Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -157,5 +140,5 @@ def test_ctrl_c_in_the_parent_kills_and_reaps_the_child_and_what_it_forked(tmp_p
     assert group == child  # the child leads its own process group
     with pytest.raises(ChildProcessError):  # reaped: no zombie left
         os.waitpid(child, os.WNOHANG)
-    assert _state(child) is None
-    assert _gone(grandchild), f"grandchild {grandchild} outlived the run"
+    assert state(child) is None
+    assert gone(grandchild), f"grandchild {grandchild} outlived the run"
