@@ -7,7 +7,8 @@ CPU time (``resource.setrlimit``), changes into the case's folder, sends stdout 
 stderr to files, and records every file Python opens (an audit hook on ``open``) so that
 a read outside the case's folder can be caught. The parent kills the group after
 ``timeout`` seconds of wall time, and also when it is itself interrupted (Ctrl-C) while
-waiting: no child outlives :func:`run_cli`.
+waiting; a parent killed outright takes the child along (the kernel's parent-death
+signal, :func:`dnnpart._isolate.die_with_parent`): no child outlives :func:`run_cli`.
 
 Outcomes (DESIGN.md exit codes): ``ok`` (0), ``typed`` (2-7, a typed error), ``oom``
 (exit 5 from the CLI's generic out-of-memory handler: no limit check caught it first),
@@ -28,6 +29,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dnnpart._isolate import die_with_parent
 
 __all__ = ["Outcome", "run_cli", "warm", "FAILURES"]
 
@@ -75,10 +78,11 @@ def warm() -> None:
     get_registry()
 
 
-def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int) -> None:
+def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int, parent: int) -> None:
     """The forked child: set up, run the CLI, and leave with its exit code (never return)."""
     code = 1
     try:
+        die_with_parent(parent)  # a parent killed outright (SIGKILL, SIGTERM) takes it along
         os.setpgid(0, 0)  # the parent kills this group: the child and what it forks
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -141,9 +145,10 @@ def run_cli(
     log_path = case / "opens.txt"
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     start = time.monotonic()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        _child(args, case, memory, cpu_limit, log_fd)
+        _child(args, case, memory, cpu_limit, log_fd, parent)
     os.close(log_fd)
     with contextlib.suppress(OSError):  # the child does it too; whichever runs first
         os.setpgid(pid, pid)

@@ -4,7 +4,7 @@ The CLI's entry point is replaced (in this process, so in the forked child too) 
 stand-ins that hang, spin, exit with a code, abort or fork: a hang is a hang (never
 ``ok``), a run over its CPU seconds is a hang at the ``cpu`` limit (not a crash), exit
 codes are counted one by one, and Ctrl-C in the parent kills and reaps the child and
-what it forked.
+what it forked, and a parent killed outright takes the child along.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -142,3 +144,40 @@ def test_ctrl_c_in_the_parent_kills_and_reaps_the_child_and_what_it_forked(tmp_p
         os.waitpid(child, os.WNOHANG)
     assert state(child) is None
     assert gone(grandchild), f"grandchild {grandchild} outlived the run"
+
+
+def test_a_parent_killed_outright_takes_the_child_with_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    root = Path(__file__).resolve().parents[2]
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(root)!r})
+        import dnnpart.cli
+        from tests.fuzz._runner import run_cli
+
+        def sleep(args, **_):
+            tmp = Path({str(pid_file)!r} + ".tmp")
+            tmp.write_text(str(os.getpid()))
+            tmp.rename({str(pid_file)!r})
+            time.sleep(60)
+
+        dnnpart.cli.main = sleep
+        case = Path({str(tmp_path)!r})
+        run_cli(["import", "model.onnx"], case, allowed=[case], timeout=120)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        end = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < end:
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+        parent.kill()  # SIGKILL: no finally runs in the parent
+        parent.wait(timeout=30)
+        assert gone(child), f"child {child} outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
