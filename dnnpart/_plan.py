@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dnnpart._files import load_json, read_regular
+from dnnpart.devices import DeviceSet
 from dnnpart.errors import InvalidModelError, UsageError
 
 __all__ = ["Plan", "file_sha256"]
@@ -111,7 +112,8 @@ class Plan:
         Refuses special files, files over :data:`MAX_PLAN_BYTES`, JSON nested deeper than
         a plan is, and any field of the wrong type or out of range: ``k`` a positive
         integer no larger than the number of labels, labels integers in ``0 .. k-1``,
-        groups that tile the labels in order. A missing file is a usage error (exit 2);
+        groups that tile the labels in order, ``k`` devices that a device file could
+        hold (:func:`_check_devices`). A missing file is a usage error (exit 2);
         a file that is no plan is invalid input (exit 3), with a hint when it is a model.
         """
         if not os.path.lexists(path):
@@ -180,7 +182,7 @@ class Plan:
             scores=_field(d, "scores", dict),
             baseline=_field(d, "baseline", dict, None),
             ratios=_field(d, "ratios", dict, None),
-            devices=_field(d, "devices", dict),
+            devices=_check_devices(_field(d, "devices", dict), k),
             parameters=parameters,
             model=_field(d, "model", str, None),
             model_sha256=sha,
@@ -189,6 +191,19 @@ class Plan:
             passes=_passes_of(d),
             input_shapes=_input_shapes_of(_field(d, "input_shapes", dict, {})),
         )
+
+
+def _check_devices(devices: dict[str, Any], k: int) -> dict[str, Any]:
+    """``devices`` if it is a valid device spec (the device file's format, checked by
+    :meth:`~dnnpart.devices.DeviceSet.from_dict`: a list of tables with unique non-empty
+    names, finite positive speeds...) of exactly ``k`` devices; ValueError otherwise."""
+    try:
+        count = DeviceSet.from_dict(devices).k
+    except UsageError as exc:
+        raise ValueError(f"devices: {exc}") from None
+    if count != k:
+        raise ValueError(f"{count} devices listed for k = {k}")
+    return devices
 
 
 def _passes_of(d: dict[str, Any]) -> list[dict[str, Any]]:

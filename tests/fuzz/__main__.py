@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ._campaign import Campaign, main_models
+from ._runner import FAILURES
 
 
 def main(argv=None) -> int:
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", help="a real ONNX model (repeat)")
     ap.add_argument("--work", help="folder for cases and reproductions (default: a temp dir)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per CLI run")
+    ap.add_argument("--cpu", type=float, help="CPU seconds per run (default: timeout + 1)")
     ap.add_argument("--memory", type=float, default=3.0, help="GiB of address space per run")
     ap.add_argument("--partition", type=float, default=1.0, help="share of mutants partitioned")
     ap.add_argument("--deep", type=float, default=0.2, help="share of mutants exported+verified")
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
         work,
         seed=args.seed,
         timeout=args.timeout,
+        cpu=args.cpu,
         memory=int(args.memory * (1 << 30)),
         partition=args.partition,
         deep=args.deep,
@@ -45,8 +48,8 @@ def main(argv=None) -> int:
     summary["models"] = [str(m) for m in models]
     summary["work"] = str(work)
     print(json.dumps(summary, indent=1))
-    bad = sum(report.counts[k] for k in ("internal", "signal", "hang", "outside"))
-    return 1 if bad else 0
+    bad = sum(report.counts[k] for k in FAILURES)
+    return 130 if report.interrupted else 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -49,26 +49,32 @@ FAMILIES = {
 
 @dataclass
 class Report:
-    """Counts by outcome kind (and by family), the failures, and the wall time."""
+    """Counts by outcome kind (and by family, and by how each kind of run ended: exit
+    code, signal or limit), the failures, the wall time, and whether Ctrl-C cut it short."""
 
     counts: collections.Counter = field(default_factory=collections.Counter)
     by_family: dict = field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    by_code: dict = field(default_factory=lambda: collections.defaultdict(collections.Counter))
     failures: list = field(default_factory=list)
     runs: int = 0
     mutants: int = 0
     seconds: float = 0.0
+    interrupted: bool = False
 
     def add(self, family: str, outcome: Outcome) -> None:
         self.runs += 1
         self.counts[outcome.kind] += 1
         self.by_family[family][outcome.kind] += 1
+        self.by_code[outcome.kind][outcome.label] += 1
 
     def summary(self) -> dict:
         return {
             "mutants": self.mutants,
             "runs": self.runs,
             "seconds": round(self.seconds, 1),
+            "interrupted": self.interrupted,
             "outcomes": dict(sorted(self.counts.items())),
+            "by_code": {k: dict(sorted(v.items())) for k, v in sorted(self.by_code.items())},
             "by_family": {k: dict(sorted(v.items())) for k, v in sorted(self.by_family.items())},
             "failures": self.failures,
         }
@@ -98,6 +104,8 @@ class Campaign:
     seed : int
     timeout : float
         Wall-clock seconds per CLI run (a run over it is a hang).
+    cpu : float, optional
+        CPU seconds per CLI run (a run over it is a hang; default: ``timeout`` + 1).
     memory : int
         Address-space limit per run, bytes.
     partition : float
@@ -113,6 +121,7 @@ class Campaign:
         *,
         seed=0,
         timeout=60.0,
+        cpu=None,
         memory=3 << 30,
         partition=1.0,
         deep=0.2,
@@ -122,6 +131,7 @@ class Campaign:
         self.work = Path(work)
         self.seed = seed
         self.timeout = timeout
+        self.cpu = cpu
         self.memory = memory
         self.partition = partition
         self.deep = deep
@@ -140,6 +150,7 @@ class Campaign:
             watched=[self.work],
             canaries=[self.canary, Path("/etc/passwd")],
             timeout=self.timeout,
+            cpu=self.cpu,
             memory=self.memory,
         )
         self.report.add(family, out)
@@ -320,28 +331,32 @@ class Campaign:
 
     # -- the campaign -----------------------------------------------------------------
     def run(self, mutants: int, *, seconds: float | None = None) -> Report:
-        """Run ``mutants`` mutants (fewer if ``seconds`` of wall time run out first)."""
+        """Run ``mutants`` mutants (fewer if ``seconds`` of wall time run out first, or
+        Ctrl-C comes: the report then says ``interrupted`` and holds what ran)."""
         start = time.monotonic()
         warm()
         self.work.mkdir(parents=True, exist_ok=True)
         self.canary.write_bytes(CANARY)
-        seeds = [self._prepare(m) for m in self.models]
         names, weights = zip(*FAMILIES.items(), strict=True)
         p = np.asarray(weights) / sum(weights)
-        for i in range(mutants):
-            if seconds is not None and time.monotonic() - start > seconds:
-                break
-            seed = seeds[i % len(seeds)]
-            family = names[int(self.rng.choice(len(names), p=p))]
-            getattr(self, f"_{family}")(seed)
-            self.report.mutants += 1
-            if self.log is not None and (i + 1) % 25 == 0:
-                print(
-                    f"{i + 1}/{mutants} mutants, {self.report.runs} runs, "
-                    f"{dict(self.report.counts)}",
-                    file=self.log,
-                    flush=True,
-                )
+        try:
+            seeds = [self._prepare(m) for m in self.models]
+            for i in range(mutants):
+                if seconds is not None and time.monotonic() - start > seconds:
+                    break
+                seed = seeds[i % len(seeds)]
+                family = names[int(self.rng.choice(len(names), p=p))]
+                getattr(self, f"_{family}")(seed)
+                self.report.mutants += 1
+                if self.log is not None and (i + 1) % 25 == 0:
+                    print(
+                        f"{i + 1}/{mutants} mutants, {self.report.runs} runs, "
+                        f"{dict(self.report.counts)}",
+                        file=self.log,
+                        flush=True,
+                    )
+        except KeyboardInterrupt:  # run_cli has killed and reaped the running child
+            self.report.interrupted = True
         self.report.seconds = time.monotonic() - start
         return self.report
 

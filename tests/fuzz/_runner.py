@@ -1,21 +1,27 @@
 """Run ``dnnpart`` once in a forked child with time and memory limits, and classify it.
 
 The parent has imported the CLI already, so a child costs a ``fork`` (no interpreter
-start, no imports). The child limits its address space (what it inherited plus
-``memory``) and CPU time (``resource.setrlimit``), changes into the case's folder, sends
-stdout and stderr to files, and records every file Python opens (an audit hook on
-``open``) so that a read outside the case's folder can be caught. The parent kills it
-after ``timeout`` seconds of wall time.
+start, no imports). The child leads a process group of its own (so that it and whatever
+it forks go together), limits its address space (what it inherited plus ``memory``) and
+CPU time (``resource.setrlimit``), changes into the case's folder, sends stdout and
+stderr to files, and records every file Python opens (an audit hook on ``open``) so that
+a read outside the case's folder can be caught. The parent kills the group after
+``timeout`` seconds of wall time, and also when it is itself interrupted (Ctrl-C) while
+waiting; a parent killed outright takes the child along (the kernel's parent-death
+signal, :func:`dnnpart._isolate.die_with_parent`): no child outlives :func:`run_cli`.
 
 Outcomes (DESIGN.md exit codes): ``ok`` (0), ``typed`` (2-7, a typed error), ``oom``
 (exit 5 from the CLI's generic out-of-memory handler: no limit check caught it first),
 ``internal`` (1: a bug escaped as an internal error), ``signal`` (killed by a signal),
-``hang`` (over the time or CPU limit), ``outside`` (opened a file outside the case's
-folder, or printed a canary's bytes).
+``hang`` (over a limit: ``limit`` says which, ``"wall"`` for the time limit, ``"cpu"``
+for the CPU-seconds one, whose SIGXCPU, or SIGKILL at the hard limit, is not a crash),
+``outside`` (opened a file outside the case's folder, or printed a canary's bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import resource
 import signal
@@ -24,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dnnpart._isolate import die_with_parent
+
 __all__ = ["Outcome", "run_cli", "warm", "FAILURES"]
 
 FAILURES = ("internal", "signal", "hang", "outside")
@@ -31,11 +39,25 @@ FAILURES = ("internal", "signal", "hang", "outside")
 
 @dataclass
 class Outcome:
+    """One CLI run: its ``kind``, its exit ``code`` (minus the signal's number when a
+    signal ended it, None when the wall-time limit did), the wall ``seconds``, the tail of
+    its stderr, the files it read outside its case, and the ``limit`` a hang ran into."""
+
     kind: str
     code: int | None
     seconds: float
     stderr: str = ""
     outside: list[str] = field(default_factory=list)
+    limit: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the run ended, for per-code counts: ``"exit 3"``, ``"SIGABRT"``, ``"wall"``."""
+        if self.code is None:
+            return self.limit or "none"
+        if self.code < 0:
+            return _signal_name(-self.code)
+        return f"exit {self.code}"
 
     @property
     def failed(self) -> bool:
@@ -56,9 +78,12 @@ def warm() -> None:
     get_registry()
 
 
-def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int) -> None:
+def _child(args: list[str], case: Path, memory: int, cpu: int, log_fd: int, parent: int) -> None:
+    """The forked child: set up, run the CLI, and leave with its exit code (never return)."""
     code = 1
     try:
+        die_with_parent(parent)  # a parent killed outright (SIGKILL, SIGTERM) takes it along
+        os.setpgid(0, 0)  # the parent kills this group: the child and what it forks
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         out = os.open(case / "stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -106,40 +131,46 @@ def run_cli(
     canaries: list[Path] = (),
     timeout: float = 60.0,
     memory: int = 3 << 30,
+    cpu: float | None = None,
 ) -> Outcome:
     """Run ``dnnpart ARGS`` in ``case`` in a forked child and classify what happened.
 
     ``allowed`` are the folders the run may open files under (the case); opening a file
     under a ``watched`` folder but outside ``allowed``, or any of ``canaries``, or printing
-    a canary's first bytes, is an outside read.
+    a canary's first bytes, is an outside read. ``timeout`` is the wall-time limit and
+    ``cpu`` the CPU-seconds limit (default: the wall-time limit plus one second).
     """
     case = Path(case)
+    cpu_limit = max(1, math.ceil(timeout + 1 if cpu is None else cpu))
     log_path = case / "opens.txt"
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     start = time.monotonic()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        _child(args, case, memory, int(timeout) + 1, log_fd)
+        _child(args, case, memory, cpu_limit, log_fd, parent)
     os.close(log_fd)
-    status = None
-    while time.monotonic() - start < timeout:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    with contextlib.suppress(OSError):  # the child does it too; whichever runs first
+        os.setpgid(pid, pid)
+    status, usage, over_time = _wait(pid, start + timeout)
     seconds = time.monotonic() - start
     stderr = _read(case / "stderr.txt")
     outside = _outside_reads(log_path, allowed, watched, canaries)
     text = _read(case / "stdout.txt") + stderr
     outside += [str(c) for c in canaries if _canary_text(c) and _canary_text(c) in text]
-    if status is None:
-        kind, code = "hang", None
+    limit = None
+    if over_time:
+        kind, code, limit = "hang", None, "wall"
     elif os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        kind, code = ("hang" if sig in (signal.SIGXCPU, signal.SIGKILL) else "signal"), -sig
+        code = -sig
+        # SIGXCPU at the soft CPU limit, SIGKILL at the hard one: a limit, not a crash
+        if sig == signal.SIGXCPU or (
+            sig == signal.SIGKILL and usage.ru_utime + usage.ru_stime >= cpu_limit
+        ):
+            kind, limit = "hang", "cpu"
+        else:
+            kind = "signal"
     else:
         code = os.WEXITSTATUS(status)
         if code == 0:
@@ -152,7 +183,37 @@ def run_cli(
             kind = "internal"
     if outside:
         kind = "outside"
-    return Outcome(kind, code, seconds, stderr[-2000:], outside)
+    return Outcome(kind, code, seconds, stderr[-2000:], outside, limit)
+
+
+def _wait(pid: int, deadline: float):
+    """Wait for the child until ``deadline`` (monotonic); kill its group if it is not done
+    by then, or if waiting is interrupted. Its wait status, resource usage, and whether
+    the deadline passed."""
+    over_time = True
+    try:
+        while time.monotonic() < deadline:
+            # WNOWAIT: an exited child stays a zombie, so its group's id stays its own
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                over_time = False
+                break
+            time.sleep(0.01)
+    finally:  # done, over time, or interrupted (Ctrl-C): nothing of the run is left
+        _kill_group(pid)
+        _, status, usage = os.wait4(pid, 0)
+    return status, usage, over_time
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(OSError):  # gone already
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def _address_space() -> int:

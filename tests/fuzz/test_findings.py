@@ -172,6 +172,41 @@ def test_bad_plan_fields_are_refused(tmp_path, mlp_case, gran, name):
     assert not (tmp_path / "split").exists()
 
 
+def _device(d, **fields):
+    d["devices"]["device"][0].update(fields)
+
+
+DEVICE_EDITS = {
+    "no device list": lambda d: d.update(devices={}),  # found by the long fuzz run
+    "device list not a list": lambda d: d["devices"].update(device="dev0"),
+    "device not a table": lambda d: d["devices"]["device"].__setitem__(0, 7),
+    "name not a string": lambda d: _device(d, name=7),
+    "speed a string": lambda d: _device(d, speed="fast"),
+    "speed NaN": lambda d: _device(d, speed=float("nan")),
+    "speed negative": lambda d: _device(d, speed=-1.0),
+    "memory NaN": lambda d: _device(d, memory=float("nan")),
+    "duplicate names": lambda d: _device(d, name=d["devices"]["device"][1]["name"]),
+    "one device fewer than k": lambda d: d["devices"]["device"].pop(),
+    "one device more than k": lambda d: d["devices"]["device"].append({"name": "extra"}),
+    "link bandwidth negative": lambda d: d["devices"]["link"].update(bandwidth=-1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_EDITS))
+def test_bad_plan_devices_are_an_invalid_plan(tmp_path, mlp_case, name):
+    _plan_case(tmp_path, mlp_case, "layer", DEVICE_EDITS[name])
+    out = _run(tmp_path, "export", "model.onnx", "plan.json", "-o", "split")
+    assert out.code == 3 and "not a valid dnnpart plan" in out.stderr, out.stderr
+    assert "devices" in out.stderr.splitlines()[-1], out.stderr
+    assert not (tmp_path / "split").exists()
+
+
+def test_plan_devices_that_the_partitioner_wrote_are_accepted(tmp_path, mlp_case):
+    _plan_case(tmp_path, mlp_case, "neuron")
+    out = _run(tmp_path, "export", "model.onnx", "plan.json", "-o", "split")
+    assert out.code == 0, out.stderr
+
+
 @pytest.mark.parametrize("text", ['{"k": Infinity}', "[" * 100_000 + "]" * 100_000])
 def test_plan_text_infinity_and_deep_nesting_are_refused(tmp_path, mlp_case, text):
     _plan_case(tmp_path, mlp_case, "layer", text=text)
