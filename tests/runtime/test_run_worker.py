@@ -16,7 +16,7 @@ from dnnpart.devices import DeviceSet
 from dnnpart.errors import UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import Executor
-from dnnpart.runtime._replan import moves, replan
+from dnnpart.runtime._replan import replan, work_shift
 from dnnpart.runtime._routes import Routes
 from dnnpart.runtime._worker import FEED, DeviceWorker, plan_calls
 
@@ -179,11 +179,14 @@ def test_device_file_places_actors_and_survivors_keep_their_links():
 def test_replan_splits_over_the_survivors_and_says_what_moved(splits, tmp_path):
     folder, model = splits["res"]
     m = json.loads((folder / "manifest.json").read_text())
-    new = replan(model, m, [1], tmp_path / "new")
+    done = replan(model, m, [1], tmp_path / "new")
+    new = done.manifest
     assert new["k"] == 1 and [d["name"] for d in new["devices"]["device"]] == ["dev0"]
     assert sum(s["macs"] for s in new["stages"]) == sum(s["macs"] for s in m["stages"])
-    said = moves(m, new)
-    assert "dev0:" in said and "layers changed device" in said
+    assert "dev0:" in work_shift(m, new)
+    # one survivor: it keeps its vertices and takes every one of the lost device's
+    assert done.moves["how"] == "kept" and done.moves["moved"] == done.moves["from_lost"] > 0
+    assert [(f["from"], f["to"]) for f in done.moves["flows"]] == [("dev1", "dev0")]
 
 
 def test_replan_keeps_the_input_shapes_the_split_was_made_for(tmp_path):
@@ -193,7 +196,7 @@ def test_replan_keeps_the_input_shapes_the_split_was_made_for(tmp_path):
     graph = dnnpart.load(model, input_shapes={"x": [1, 3, 32, 32]})
     plan = dnnpart.partition(graph, k=3, method="metis", granularity="layer")
     old = export(model, plan, tmp_path / "old")
-    new = replan(model, old, [2], tmp_path / "new")
+    new = replan(model, old, [2], tmp_path / "new").manifest
     assert new["k"] == 2 and new["model"]["input_shapes"] == {"x": [1, 3, 32, 32]}
     assert sum(s["macs"] for s in new["stages"]) == sum(s["macs"] for s in old["stages"])
     x = np.load(ROOT / "examples" / "corpus" / "cnn.npz")["x"]
