@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnnpart._files import load_json, read_regular
-from dnnpart.errors import InvalidModelError
+from dnnpart.devices import DeviceSet
+from dnnpart.errors import InvalidModelError, UsageError
 from dnnpart.exporters._labels import read_labels
 from dnnpart.exporters._manifest_schema import check_document
 
@@ -216,7 +217,10 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         _fail(folder, f"unknown format {doc.get('format') if isinstance(doc, dict) else doc!r}")
     try:
         check_document(doc)
-        names = [d["name"] for d in doc["devices"]["device"]]
+        # the device file's own rules (one place), as for a plan's devices
+        names = list(DeviceSet.from_dict(doc["devices"]).names)
+    except UsageError as exc:
+        _fail(folder, f"{MANIFEST}: devices: {exc}")
     except ValueError as exc:
         _fail(folder, f"{MANIFEST}: {exc}")
     except (KeyError, TypeError) as exc:

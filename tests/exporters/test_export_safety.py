@@ -229,6 +229,12 @@ def _tamper(folder: Path, edit) -> None:
         # a device renamed to something unsafe: its files must then be device<d>_stage<s>
         lambda d: d["devices"]["device"][0].update(name="../evil"),
         lambda d: d["devices"]["device"].pop(),
+        # devices are checked by the device file's rules, as a plan's are
+        lambda d: d["devices"]["device"][0].update(speed=-1),
+        lambda d: d["devices"]["device"][0].update(memory="lots"),
+        lambda d: d["devices"]["device"][1].update(name=d["devices"]["device"][0]["name"]),
+        lambda d: d["devices"]["device"][0].update(surprise=1),
+        lambda d: d["devices"].update(device={"name": "a"}),
     ],
 )
 def test_tampered_manifest_is_refused(tmp_path, mlp_plan, edit):
