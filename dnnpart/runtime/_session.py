@@ -3,9 +3,10 @@ and survives the loss of devices.
 
 Up to ``in_flight`` samples are submitted at once: every call of a sample (see
 :mod:`._worker`) is handed to Ray with its arguments as object references, so that a
-device works on sample i+1 while the next device works on sample i, and outboxes go
-from actor to actor without the driver reading them (Ray passes objects under 100 KiB
-inline through the driver's messages, larger ones through the object store). The driver
+device works on sample i+1 while the next device works on sample i. Outboxes go from
+actor to actor as Ray passes them: on a local Ray started here, inline through the
+driver's messages up to :data:`._cluster.INLINE_BYTES` (cheaper in CPU on one machine
+than the object store), on a joined cluster through its object store above 100 KiB. The driver
 puts each device's part of the inputs in, and reads the records of finished samples, in
 input order. With ``batch`` > 1, consecutive samples travel together: one Ray call per
 call of the plan carries the whole batch (each device runs its samples one after the

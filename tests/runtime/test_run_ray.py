@@ -88,6 +88,28 @@ def test_outputs_equal_the_whole_model_and_bytes_the_manifest(cluster, splits, n
     assert all(d["samples"] in (0, n) for d in report.devices)
 
 
+def test_a_local_ray_passes_activations_inline_not_through_its_object_store(cluster):
+    """A local Ray started by ``connect`` keeps results up to INLINE_BYTES out of the
+    shared-memory store (no node holds them: they travel in Ray's messages; Ray's own
+    default would store anything over 100 KiB); larger ones go to the store."""
+    from dnnpart.runtime._cluster import INLINE_BYTES
+
+    @ray.remote(num_cpus=0)
+    class Maker:
+        def make(self, n):
+            return np.ones(n, np.float32)
+
+    maker = Maker.remote()
+    floats = [1 << 18, INLINE_BYTES // 4 - 1024, INLINE_BYTES // 4 + 1024]
+    mib, under, over = refs = [maker.make.remote(n) for n in floats]
+    assert [a.nbytes for a in ray.get(refs)] == [4 * n for n in floats]
+    where = ray.experimental.get_object_locations(refs)
+    assert where[mib]["node_ids"] == [] and where[mib]["object_size"] > 1 << 20
+    assert where[under]["node_ids"] == []
+    assert where[over]["node_ids"] != []
+    ray.kill(maker)
+
+
 def test_samples_stream_in_input_order(cluster, splits):
     folder = splits["mlp-neuron-3"]
     x = np.load(DIGITS)["x"][:12].astype(np.float32)
