@@ -1,12 +1,15 @@
 """Throughput of ``dnnpart run`` on a local Ray against onnxruntime alone.
 
 Each CNN case (light ResNet-50 of the onnx wheel, SqueezeNet 1.0 of examples/corpus)
-profiles the model (``dnnpart profile``'s code: the split's own session options, 1
-thread), plans a 2-device layer split with the pipeline partitioner (Tarnawski et al.
-2020) on the measured times (``--flops`` adds the same partitioner on the FLOP/byte time
-model), exports it and streams ``--samples`` samples through :func:`dnnpart.runtime.run`
-(one Ray actor per device, 1 onnxruntime thread each, ``--in-flight`` samples pipelined,
-at least 4 x the batch; one row per ``--batch``, the samples per Ray call).
+profiles the model as ``dnnpart profile --runtime-overhead`` does (the split's own session
+options, 1 thread; one Ray call and this machine's CPU per call and per byte, measured once
+on a Ray of its own, so that the two devices share this machine as the profile's host),
+plans a 2-device layer split with the pipeline partitioner (Tarnawski et al. 2020) on it
+(``--bare`` adds the plan on the layer times alone, ``--flops`` the same partitioner on the
+FLOP/byte time model), exports it and streams ``--samples`` samples through
+:func:`dnnpart.runtime.run` (one Ray actor per device, 1 onnxruntime thread each,
+``--in-flight`` samples pipelined, at least 4 x the batch; one row per ``--batch``, the
+samples per Ray call).
 Ray's start and the actors' loading are not timed. Against:
 
 * ``1 thr``: one onnxruntime session of the whole model, 1 thread, one sample after the
@@ -20,7 +23,7 @@ the split's outputs are checked against the 1-thread session's. ``--small`` adds
 example MLP (layer and neuron splits by metis, where Ray's per-call cost dwarfs ~30 us of
 work) and a small residual net.
 
-    PYTHONPATH=. python bench/run_throughput.py [--samples 200] [--batch 1 4] [--flops]
+    PYTHONPATH=. python bench/run_throughput.py [--samples 200] [--batch 1 4] [--bare] [--flops]
 
 The machine is shared: the load average is printed before and after each case.
 """
@@ -45,10 +48,10 @@ import onnx  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart._ort import session_options  # noqa: E402
-from dnnpart.devices import DeviceSet  # noqa: E402
+from dnnpart.devices import DeviceSet, Host  # noqa: E402
 from dnnpart.exporters import export  # noqa: E402
 from dnnpart.importers._ort_profile import profile_layers, profiled_json, with_profile  # noqa: E402
-from dnnpart.runtime import run  # noqa: E402
+from dnnpart.runtime import run, runtime_overhead  # noqa: E402
 
 MLP = ROOT / "examples" / "mlp" / "mlp.onnx"
 DATA = ROOT / "examples" / "mlp" / "digits_test.npz"
@@ -109,11 +112,20 @@ def two_processes(model, feeds) -> float:
     return len(feeds) / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
-def split_plan(model, how: str, runs: int):
+def split_plan(model, how: str, runs: int, call=None):
+    """The pipeline plan on ``how``'s times: ``profile`` as ``dnnpart profile
+    --runtime-overhead`` makes it (``call``: the measured Ray call and this machine as the
+    devices' host), ``profile-bare`` on the layer times alone, ``flops`` on the FLOP
+    model."""
     graph = dnnpart.load(model)
-    if how == "profile":
+    if how.startswith("profile"):
         times = profile_layers(model, runs=runs, warmup=3, threads=1)
-        graph = with_profile(graph, profiled_json(times, DeviceSet.identical(2)))
+        extra = {}
+        if how == "profile" and call is not None:
+            cores = len(os.sched_getaffinity(0))
+            host = Host(cores, call.host_cpu_s, call.host_cpu_per_byte_s or 0.0)
+            extra = {"call_overhead": call.seconds, "host": host}
+        graph = with_profile(graph, profiled_json(times, DeviceSet.identical(2), **extra))
     return dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
 
 
@@ -159,6 +171,9 @@ def main() -> None:
     )
     ap.add_argument("--runs", type=int, default=20, help="Profiled runs per model.")
     ap.add_argument("--flops", action="store_true", help="Also plan on the FLOP time model.")
+    ap.add_argument(
+        "--bare", action="store_true", help="Also plan on the layer times alone (no call, host)."
+    )
     ap.add_argument("--small", action="store_true", help="Also the MLP and a residual net.")
     ap.add_argument("--skip-resnet", action="store_true")
     args = ap.parse_args()
@@ -166,6 +181,11 @@ def main() -> None:
 
     from dnnpart.runtime._cluster import connect
 
+    call = runtime_overhead()  # on a Ray of its own, as `dnnpart profile` measures it
+    print(
+        f"one Ray call: {call.seconds * 1e3:.3f} ms; host CPU {call.host_cpu_s * 1e3:.3f} ms "
+        f"per call, {(call.host_cpu_per_byte_s or 0) * 1e9:.2f} ns per byte"
+    )
     t = time.perf_counter()
     connect(num_cpus=2)
     print(f"local Ray started in {time.perf_counter() - t:.2f} s; {os.cpu_count()} cores")
@@ -190,9 +210,10 @@ def main() -> None:
                 two = whole(model, feeds, 2)
                 ceiling = two_processes(model, feeds)
                 refs = (one[:2], two[:2], ceiling, one[2])
-                hows = ["profile"] + (["flops"] if args.flops else [])
+                hows = ["profile"] + (["profile-bare"] if args.bare else [])
+                hows += ["flops"] if args.flops else []
                 for how in hows:
-                    plan = split_plan(model, how, args.runs)
+                    plan = split_plan(model, how, args.runs, call)
                     for batch in args.batch:
                         ratios[(name, how, batch)] = case(
                             f"{name} {how}", model, feeds, plan, args, tmp, refs, batch

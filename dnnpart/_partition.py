@@ -273,7 +273,9 @@ def _idle_message(method: str, scores, devices: DeviceSet) -> list[str]:
 def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> DeviceSet:
     """The devices to partition for: given, ``k`` identical ones, or a profile's. On a
     profile, devices without a ``call_overhead`` of their own take the profile's measured
-    one (``dnnpart.call_overhead_s``, 0 when it has none)."""
+    one (``dnnpart.call_overhead_s``, 0 when it has none), and devices without a host take
+    the profile's (``dnnpart.host``) unless one is placed on a Ray node
+    (:meth:`DeviceSet.with_host`)."""
     profile = graph.profile
     if devices is None and profile is not None:
         from dnnpart.importers._profiled import profile_devices
@@ -287,7 +289,7 @@ def _devices(graph: LayerGraph, k: int | None, devices: DeviceSet | None) -> Dev
     elif k is not None and k != devices.k:
         raise UsageError(f"k = {k} but the device file lists {devices.k} devices")
     if profile is not None:
-        return devices.with_call_overhead(profile.call_overhead)
+        return devices.with_call_overhead(profile.call_overhead).with_host(profile.host)
     return devices
 
 

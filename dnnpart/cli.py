@@ -485,6 +485,7 @@ _SCORE_ROWS = (
     ("imbalance (model)", "imbalance_total", "ratio"),
     ("latency", "latency_s", "time"),
     ("time per sample", "time_per_sample_s", "time"),
+    ("host time per sample", "host_time_s", "time"),
     ("max-load (Tarnawski et al.)", "max_load", "ratio"),
     ("accuracy (held out)", "accuracy", "ratio"),
     ("accuracy drop", "accuracy_drop", "ratio"),
@@ -560,7 +561,9 @@ def _memory_fits(plan) -> str:
     "--runtime-overhead",
     is_flag=True,
     help="Also measure one Ray actor call of `dnnpart run` (starts a local Ray) and write it "
-    "as dnnpart.call_overhead_s: plans then charge it once per sample to each device used.",
+    "as dnnpart.call_overhead_s: plans then charge it once per sample to each device used; "
+    "with the CPU it costs this machine per call and per byte, as dnnpart.host: plans for "
+    "devices that all run here take at least the time this machine's cores need per sample.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
@@ -593,7 +596,15 @@ def profile_cmd(
             from dnnpart.runtime import runtime_overhead as measure_call
 
             call = measure_call()
-        doc = profiled_json(times, devices, reference, None if call is None else call.seconds)
+        host = None
+        if call is not None and call.host_cpu_s is not None:
+            from dnnpart.devices import Host
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            cores = cores or os.cpu_count() or 1
+            host = Host(cores, call.host_cpu_s, call.host_cpu_per_byte_s or 0.0)
+        seconds = None if call is None else call.seconds
+        doc = profiled_json(times, devices, reference, seconds, host)
     write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     layers = [
         {"name": n["name"], "seconds": n["fpgaLatency"], "memory_bytes": n["size"]}
@@ -605,6 +616,7 @@ def profile_cmd(
                     "call_overhead_s": None if call is None else call.seconds,
                     "call_host_cpu_s": None if call is None else call.host_cpu_s,
                     "call_host_cpu_per_byte_s": None if call is None else call.host_cpu_per_byte_s,
+                    "host": None if host is None else host.to_dict(),
                     "output": output})  # fmt: skip
     else:
         for layer in sorted(layers, key=lambda x: -x["seconds"])[:15]:
@@ -1418,6 +1430,14 @@ def _print_run(report) -> None:
         f"{report.bytes_measured}, planned {report.bytes_planned}",
         highlight=False,
     )
+    predicted = report.predicted_time_per_sample_s
+    if predicted and report.throughput_per_s > 0:
+        measured = 1.0 / report.throughput_per_s
+        out.print(
+            f"time per sample {measured * 1e3:.3f} ms; the plan predicted "
+            f"{predicted * 1e3:.3f} ms (measured / predicted {measured / predicted:.2f})",
+            highlight=False,
+        )
     if report.reference_throughput_per_s is not None:
         ref = report.reference_latency_s
         out.print(

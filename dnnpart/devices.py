@@ -30,6 +30,11 @@ Device file format
     between = ["jetson", "phone"]   # both directions; or  from = "jetson"  to = "phone"
     bandwidth = 2.5e8               # a field left out is taken from [link]
 
+    [host]                      # the devices share one machine's cores (optional)
+    cores = 2                   # its CPU cores
+    call_cpu = "1.25ms"         # CPU seconds per device call spent beside the layers
+    byte_cpu = "3ns"            # CPU seconds per byte carried between processes
+
 Units (case-sensitive prefixes, ``k``/``M``/``G``/``T`` decimal, ``Ki``/``Mi``/``Gi``/``Ti``
 binary; an optional space between number and unit):
 
@@ -47,6 +52,15 @@ binary; an optional space between number and unit):
   one Ray actor call (``dnnpart profile --runtime-overhead`` measures it, about 1 ms).
   Pipelined loads add it to every device that is used; unset, it is 0, or the profile's
   ``dnnpart.call_overhead_s`` when planning on a profile.
+- ``[host]``: the devices are processes of one machine (a local ``dnnpart run``: one Ray
+  actor per device, beside the driver and Ray's own processes), so they share its
+  ``cores`` (a positive integer) with each other and with the work of moving samples:
+  ``call_cpu`` CPU seconds per device call (submitting, scheduling, unpacking; like
+  ``latency``, >= 0) and ``byte_cpu`` CPU seconds per byte of inputs, outputs and
+  transfers carried (a number of seconds or ``"3ns"``). Plans then take at least the
+  host's time per sample (:class:`Host`). Unset, devices share nothing, or on a profile
+  made with ``--runtime-overhead`` they take the profile's measured host
+  (``dnnpart.host``) when none of them is placed on a Ray ``node`` or ``resources``.
 
 Defaults (also those of :meth:`DeviceSet.identical`): speed 1e12 FLOP/s, unlimited memory,
 memory bandwidth 1e11 B/s (100 GB/s), bandwidth 1.25e9 B/s (10 Gbit/s Ethernet), latency
@@ -76,6 +90,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "Device",
+    "Host",
     "Link",
     "DeviceSet",
     "DEFAULT_SPEED",
@@ -168,6 +183,56 @@ class Link:
 DEFAULT_LINK = Link()
 
 
+@dataclass(frozen=True)
+class Host:
+    """One machine whose ``cores`` every device of a set shares, with the CPU work of
+    moving samples between them: ``call_cpu`` seconds per device call, ``byte_cpu``
+    seconds per byte carried (both finite, >= 0).
+
+    A local ``dnnpart run`` is such a machine: each device is a Ray actor, and the driver
+    and Ray's processes spend CPU on every call and every byte they pass (measured by
+    :func:`dnnpart.runtime.runtime_overhead`). However the layers are placed, a sample then
+    needs at least ``(layer time + calls x call_cpu + bytes x byte_cpu) / cores`` of the
+    machine (:func:`dnnpart.problem.host_time`).
+    """
+
+    cores: int
+    call_cpu: float = 0.0
+    byte_cpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        c = self.cores
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise UsageError(f"host cores must be a positive integer, got {c!r}")
+        _check_number(self.call_cpu, "host call_cpu", finite=True, zero_ok=True)
+        _check_number(self.byte_cpu, "host byte_cpu", finite=True, zero_ok=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[host]`` table of the device file format."""
+        return {
+            "cores": int(self.cores),
+            "call_cpu": float(self.call_cpu),
+            "byte_cpu": float(self.byte_cpu),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "host") -> Host:
+        """Read a ``[host]`` table (units as ``latency``); errors name ``where``."""
+        if not isinstance(d, dict):
+            raise UsageError(f"{where}: must be a table")
+        _no_unknown(d, {"cores", "call_cpu", "byte_cpu"}, f"{where}.")
+        if "cores" not in d:
+            raise UsageError(f"{where}.cores: the number of cores is required")
+        cpu = {
+            key: _quantity(d.get(key, 0.0), "latency", f"{where}.{key}")
+            for key in ("call_cpu", "byte_cpu")
+        }
+        try:
+            return cls(d["cores"], **cpu)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+
+
 @dataclass
 class DeviceSet:
     """The ``k`` devices a model is split over, and the links between them.
@@ -180,11 +245,15 @@ class DeviceSet:
         The link between any two devices not listed in ``links``.
     links : dict of (int, int) -> Link
         One-way overrides: ``links[i, j]`` carries data from device ``i`` to device ``j``.
+    host : Host, optional
+        The machine all the devices share (its cores and the CPU cost of moving samples);
+        None when they share nothing.
     """
 
     devices: tuple[Device, ...]
     default_link: Link = DEFAULT_LINK
     links: dict[tuple[int, int], Link] = field(default_factory=dict)
+    host: Host | None = None
 
     def __post_init__(self) -> None:
         self.devices = tuple(self.devices)
@@ -199,6 +268,8 @@ class DeviceSet:
             raise UsageError(f"duplicate device name(s): {', '.join(dup)}")
         if not isinstance(self.default_link, Link):
             raise UsageError("default_link must be a Link")
+        if self.host is not None and not isinstance(self.host, Host):
+            raise UsageError(f"host must be a Host, got {type(self.host).__name__}")
         self.links = dict(self.links)
         for (i, j), link in self.links.items():
             if not (0 <= i < self.k and 0 <= j < self.k) or i == j:
@@ -239,7 +310,20 @@ class DeviceSet:
             d if d.call_overhead is not None else replace(d, call_overhead=float(seconds))
             for d in self.devices
         )
-        return DeviceSet(devices, self.default_link, self.links)
+        return DeviceSet(devices, self.default_link, self.links, self.host)
+
+    @property
+    def placed(self) -> bool:
+        """Whether any device names a Ray ``node`` or ``resources`` (runs elsewhere)."""
+        return any(d.node is not None or d.resources for d in self.devices)
+
+    def with_host(self, host: Host | None) -> DeviceSet:
+        """The same devices sharing ``host`` (a profile's measured machine), unless they
+        have a host of their own, ``host`` is None, or some device is placed on a Ray node
+        or resources (then they are not all on the machine the profile measured)."""
+        if host is None or self.host is not None or self.placed:
+            return self
+        return replace(self, host=host)
 
     @property
     def memories(self) -> np.ndarray:
@@ -280,7 +364,7 @@ class DeviceSet:
         links = {
             (new[i], new[j]): link for (i, j), link in self.links.items() if i in new and j in new
         }
-        return DeviceSet(tuple(self.devices[i] for i in keep), self.default_link, links)
+        return DeviceSet(tuple(self.devices[i] for i in keep), self.default_link, links, self.host)
 
     # -- constructors ------------------------------------------------------------
     @classmethod
@@ -321,7 +405,7 @@ class DeviceSet:
         """Build from the parsed TOML (or JSON) mapping of the device file format."""
         if not isinstance(d, dict):
             raise UsageError("device spec must be a table/mapping")
-        _no_unknown(d, {"device", "link"}, "")
+        _no_unknown(d, {"device", "link", "host"}, "")
         link_table = d.get("link", {})
         if not isinstance(link_table, dict):
             raise UsageError("link: must be a table")
@@ -387,7 +471,8 @@ class DeviceSet:
                         f"{where}: link {devices[a].name!r} -> {devices[b].name!r} given twice"
                     )
                 links[a, b] = link
-        return cls(tuple(devices), default, links)
+        host = None if d.get("host") is None else Host.from_dict(d["host"])
+        return cls(tuple(devices), default, links, host)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable mapping in the device file format; ``from_dict`` reads it back.
@@ -426,7 +511,10 @@ class DeviceSet:
         link_out: dict[str, Any] = _link_dict(self.default_link)
         if pairs:
             link_out["pair"] = pairs
-        return {"link": link_out, "device": out_devices}
+        out: dict[str, Any] = {"link": link_out, "device": out_devices}
+        if self.host is not None:
+            out["host"] = self.host.to_dict()
+        return out
 
 
 # -- parsing helpers ----------------------------------------------------------------

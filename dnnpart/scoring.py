@@ -53,6 +53,10 @@ latency_s, time_per_sample_s (layer granularity)
     ``send_d`` / ``recv_d`` sum the link time of every message leaving / reaching ``d``. Unlike
     the paper, which charges a tensor once to its sender, a tensor sent to two devices costs
     its sender two messages (one per link, as in ``volume``). None at neuron granularity.
+    When the devices share a host (:class:`dnnpart.devices.Host`, e.g. a local ``dnnpart
+    run``), ``time_per_sample_s`` is at least ``host_time_s``, the time its cores need per
+    sample for every layer, device call and byte carried
+    (:func:`dnnpart.problem.host_time`).
 
 Compute time of a vertex (at neuron granularity: of a device's part of a group) on device
 ``d``: the time model of :mod:`dnnpart.problem._time`, ``max(2 * MACs / speed_d,
@@ -123,6 +127,7 @@ class Scores:
     transfer_s_per_group: list[float] | None
     max_load: float | None = None  # profiled graphs: the paper's max-load
     balance_ok: bool | None = None  # imbalance within the problem's tolerance
+    host_time_s: float | None = None  # devices sharing a host: its time per sample
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (arrays become lists, numpy scalars Python ones)."""
@@ -195,7 +200,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
     memory = np.bincount(labels, weights=problem.param_bytes + act_b, minlength=k)
     memory = memory.astype(np.int64)
     overflow = [int(d) for d in np.flatnonzero(memory > devices.memories)]
-    latency, time_per_sample, compute_s, transfer_s = _latency(
+    latency, time_per_sample, compute_s, transfer_s, host = _latency(
         problem, labels, devices, comm, balance.loads
     )
     return Scores(
@@ -222,6 +227,7 @@ def score(problem: Problem, labels: Any, devices: DeviceSet | None = None) -> Sc
         transfer_s_per_group=transfer_s,
         max_load=_max_load(problem, labels),
         balance_ok=bool(balance.worst <= 1 + problem.imbalance + 1e-9),
+        host_time_s=host,
     )
 
 
@@ -331,7 +337,8 @@ class _Balance:
 
 
 def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads: np.ndarray):
-    """``(latency_s, time_per_sample_s, compute_s_per_group, transfer_s_per_group)``."""
+    """``(latency_s, time_per_sample_s, compute_s_per_group, transfer_s_per_group,
+    host_time_s)``."""
     bw, lat = devices.link_arrays()
     k = problem.k
     if problem.granularity == "neuron":
@@ -344,11 +351,11 @@ def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads
         transfer = np.zeros(problem.num_layers)
         np.maximum.at(transfer, used // (k * k), lat.ravel()[link] + used_bytes / bw.ravel()[link])
         latency = float(compute.sum() + transfer.sum())
-        return latency, None, compute.tolist(), transfer.tolist()
+        return latency, None, compute.tolist(), transfer.tolist(), None
     costs = LayerCosts(problem, devices=devices)
     vtime = costs.vertex_times(labels)
     latency = makespan(problem, labels, vtime, bw, lat)
-    return latency, float(costs.device_loads(labels).max()), None, None
+    return latency, costs.time_per_sample(labels), None, None, costs.host_time(labels)
 
 
 def _max_load(problem: Problem, labels: np.ndarray) -> float | None:

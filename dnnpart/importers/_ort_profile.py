@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from dnnpart._ort import option_values, session_options
-from dnnpart.devices import DeviceSet
+from dnnpart.devices import DeviceSet, Host
 from dnnpart.errors import UsageError
 from dnnpart.graph import LayerGraph
 from dnnpart.importers._ort_fused import kernel_owners
@@ -201,6 +201,7 @@ def profiled_json(
     devices: DeviceSet | None = None,
     reference: str | None = None,
     call_overhead: float | None = None,
+    host: Host | None = None,
 ) -> dict:
     """The profiled-graph document (Tarnawski et al. 2020 format, times in seconds).
 
@@ -221,6 +222,11 @@ def profiled_json(
         Seconds of one device call in ``dnnpart run`` (:func:`dnnpart.runtime.
         runtime_overhead`), written as ``dnnpart.call_overhead_s``: plans on this profile
         charge it once per sample to every device they use that sets none of its own.
+    host : Host, optional
+        This machine as devices sharing it see it (:class:`dnnpart.devices.Host`: cores,
+        CPU per call and per byte, from :func:`dnnpart.runtime.runtime_overhead`), written
+        as ``dnnpart.host``: plans on this profile for devices that all run here (none
+        placed on a Ray node) take at least its time per sample.
     """
     devices = devices if devices is not None else DeviceSet.identical(1)
     names = list(devices.names)
@@ -262,11 +268,17 @@ def profiled_json(
         "devices": devices.to_dict(),
         "reference": names[ref],
         "session": option_values(session_options(times.threads)),
+        # what a driver feeds in and reads back per sample (a shared host's bytes)
+        "io_bytes": sum(int(t.nbytes or 0) for t in [*graph.inputs, *graph.outputs]),
     }
     if call_overhead is not None:
         if not (isinstance(call_overhead, (int, float)) and 0 <= call_overhead < math.inf):
             raise UsageError(f"call_overhead must be finite and >= 0, got {call_overhead!r}")
         ours["call_overhead_s"] = float(call_overhead)
+    if host is not None:
+        if not isinstance(host, Host):
+            raise UsageError(f"host must be a Host, got {type(host).__name__}")
+        ours["host"] = host.to_dict()
     return {
         "maxFPGAs": devices.k,
         "maxCPUs": 0,

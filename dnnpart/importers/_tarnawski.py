@@ -27,7 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from dnnpart.errors import InvalidModelError, ResourceLimitError
+from dnnpart.devices import Host
+from dnnpart.errors import InvalidModelError, ResourceLimitError, UsageError
 
 __all__ = ["ProfiledGraph", "read_profiled_graph", "parse_profiled_graph", "MAX_PROFILE_BYTES"]
 
@@ -69,6 +70,13 @@ class ProfiledGraph:
     call_overhead : float
         Seconds a device pays once per sample when it holds any node: the file's optional
         ``dnnpart.call_overhead_s`` (``dnnpart profile --runtime-overhead``), else 0.
+    host : Host or None
+        The machine the profile was measured on, as devices sharing it see it (its cores
+        and the CPU cost of a device call and of a byte carried): the file's optional
+        ``dnnpart.host`` (``dnnpart profile --runtime-overhead``), else None.
+    io_bytes : int
+        Bytes of the model's inputs and outputs per sample: the file's optional
+        ``dnnpart.io_bytes`` (``dnnpart profile`` writes it), else 0.
     """
 
     ids: np.ndarray
@@ -88,6 +96,8 @@ class ProfiledGraph:
     max_cpus: int
     max_size_per_fpga: float
     call_overhead: float = 0.0
+    host: Host | None = None
+    io_bytes: int = 0
 
     @property
     def num_nodes(self) -> int:
@@ -166,6 +176,13 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
     if not isinstance(ours, dict):
         raise InvalidModelError(f"{source}: top level: field 'dnnpart' must be an object")
     call_overhead = r.number(ours, "call_overhead_s", "dnnpart", default=0.0)
+    host = None
+    if ours.get("host") is not None:
+        try:
+            host = Host.from_dict(ours["host"], "dnnpart.host")
+        except UsageError as exc:
+            raise InvalidModelError(f"{source}: {exc}") from None
+    io_bytes = r.number(ours, "io_bytes", "dnnpart", default=0.0)
 
     ids, names, fpga, cpu, size, supported, backward, color, index_of = _read_nodes(r, nodes)
     n = len(nodes)
@@ -192,6 +209,8 @@ def parse_profiled_graph(text: str, *, source: str = "<string>") -> ProfiledGrap
         max_cpus=max_cpus,
         max_size_per_fpga=max_size,
         call_overhead=call_overhead,
+        host=host,
+        io_bytes=int(io_bytes),
     )
 
 

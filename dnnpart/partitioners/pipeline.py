@@ -66,9 +66,12 @@ class PipelinePartitioner(Partitioner):
         if problem.objective is None:
             return labels
         # the DP is optimal over contiguous splits for throughput: non-contiguous moves
-        # only when asked (refine) or for another objective
+        # only when asked (refine), for another objective, or when the devices share a
+        # host, whose time per sample (every call and byte on the same cores) the DP's
+        # max-load does not see
+        shared = problem.devices is not None and problem.devices.host is not None
         return on_objective(
-            problem, labels, refine=p["refine"] or problem.objective != "throughput"
+            problem, labels, refine=p["refine"] or problem.objective != "throughput" or shared
         )
 
 

@@ -31,6 +31,7 @@ from dnnpart.problem._layout import (
     Space,
     neuron_layout,
 )
+from dnnpart.problem._objective import host_time
 from dnnpart.problem._pipeline import (
     DeviceClass,
     LoadBreakdown,
@@ -67,6 +68,7 @@ __all__ = [
     "free_sources",
     "group_loads",
     "heterogeneous_problem",
+    "host_time",
     "is_balanced",
     "layer_problem",
     "max_load",

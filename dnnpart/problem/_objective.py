@@ -10,7 +10,10 @@ throughput
     ``call_d`` is the device's ``call_overhead`` when it holds any vertex (a fixed cost
     per sample of using it, such as one actor call in ``dnnpart run``); on a graph profiled
     in the paper's format with CPU cores, the paper's own max-load
-    (:func:`dnnpart.problem.max_load`, scores ``max_load``).
+    (:func:`dnnpart.problem.max_load`, scores ``max_load``). When the devices share a
+    host (:class:`dnnpart.devices.Host`), at least the host's time per sample
+    (:func:`host_time`, scores ``host_time_s``): one machine's cores run every layer and
+    move every sample.
 latency
     Single-sample makespan of the layer DAG (scores ``latency_s``).
 volume
@@ -41,6 +44,7 @@ __all__ = [
     "objective_score",
     "devices_of",
     "makespan",
+    "host_time",
     "LayerCosts",
 ]
 
@@ -55,10 +59,15 @@ OBJECTIVE_SCORES = {
 
 def objective_score(scores, objective: str):
     """The figure of ``objective`` in a scores dict (:meth:`dnnpart.scoring.Scores.to_dict`
-    or ratios): the first of :data:`OBJECTIVE_SCORES` ``[objective]`` it holds, else None."""
+    or ratios): the first of :data:`OBJECTIVE_SCORES` ``[objective]`` it holds, else None;
+    for ``throughput``, no less than the host's time per sample (``host_time_s``) where
+    the scores have one."""
     for key in OBJECTIVE_SCORES[check_objective(objective)]:
         if scores.get(key) is not None:
-            return scores[key]
+            value = scores[key]
+            if objective == "throughput" and scores.get("host_time_s") is not None:
+                value = max(value, scores["host_time_s"])
+            return value
     return None
 
 
@@ -126,6 +135,34 @@ def makespan(problem, labels: np.ndarray, vtime: np.ndarray, bw: np.ndarray, lat
     return float(finish.max())
 
 
+def io_bytes(problem) -> int:
+    """Bytes of the model's inputs and outputs per sample: what a driver feeds in and
+    reads back whatever the split. From the problem's graph, else its profile's
+    ``dnnpart.io_bytes``, else 0."""
+    graph = problem.graph
+    tensors = [*(getattr(graph, "inputs", None) or []), *(getattr(graph, "outputs", None) or [])]
+    total = int(sum(int(getattr(t, "nbytes", 0) or 0) for t in tensors))
+    if total == 0 and problem.profile is not None:
+        total = int(problem.profile.graph.io_bytes)
+    return total
+
+
+def host_time(host, compute_s: float, calls: int, io: float, volume: float) -> float:
+    """Seconds per sample that one machine's cores need, at least, when every device is a
+    process on it (:class:`dnnpart.devices.Host`).
+
+    ``(compute_s + calls * host.call_cpu + (io + 2 * volume) * host.byte_cpu) /
+    host.cores``: the layers' time on their devices, the CPU of each device call, and of
+    each byte carried -- the model's inputs and outputs (``io``) once, each transfer
+    (``volume``) twice, as ``dnnpart run`` on a local Ray passes an activation from its
+    sender through the driver to its receiver (:mod:`dnnpart.runtime._cluster`). The
+    pipelined time per sample is the larger of this and the largest device load: the
+    devices cannot together run faster than the cores they share.
+    """
+    cpu = compute_s + calls * host.call_cpu + (io + 2.0 * volume) * host.byte_cpu
+    return float(cpu / host.cores)
+
+
 class LayerCosts:
     """The objective and constraint violations of layer labellings of one problem.
 
@@ -148,6 +185,8 @@ class LayerCosts:
         self.memory = (problem.param_bytes + problem.activation_bytes).astype(np.float64)
         self.capacity = devices.memories
         self.calls = devices.call_overheads
+        self.host = devices.host
+        self.io_bytes = io_bytes(problem) if self.host is not None else 0
         nets = problem.communication
         pins = nets.pins.tocsr()
         self.net_of_pin = np.repeat(np.arange(pins.shape[0]), np.diff(pins.indptr))
@@ -192,6 +231,22 @@ class LayerCosts:
         net, _, _ = self.messages(labels)
         return float(self.net_bytes[net].sum())
 
+    def host_time(self, labels: np.ndarray) -> float | None:
+        """The shared host's time per sample (:func:`host_time`; one call per device
+        used), None when the devices share no host."""
+        if self.host is None:
+            return None
+        used = int(np.count_nonzero(np.bincount(labels, minlength=self.k)))
+        compute = float(self.vertex_times(labels).sum())
+        return host_time(self.host, compute, used, self.io_bytes, self.volume_bytes(labels))
+
+    def time_per_sample(self, labels: np.ndarray) -> float:
+        """Pipelined time per sample: the largest device load, or the shared host's time
+        when longer."""
+        loads = float(self.device_loads(labels).max())
+        host = self.host_time(labels)
+        return loads if host is None else max(loads, host)
+
     # -- what a search compares ----------------------------------------------------------
     def value(self, labels) -> float:
         """The objective of ``labels`` (lower is better)."""
@@ -207,8 +262,10 @@ class LayerCosts:
             pp, sl, order = self.pipeline
             assignment = np.empty(len(order), dtype=np.int64)
             assignment[order] = labels[sl]
-            return max_load(pp, assignment)
-        return float(self.device_loads(labels).max())
+            host = self.host_time(labels)
+            value = float(max_load(pp, assignment))
+            return value if host is None else max(value, host)
+        return self.time_per_sample(labels)
 
     def violation(self, labels, balance_limit: float | None = None) -> float:
         """How far ``labels`` break the constraints (0 when they hold): bytes over memory,

@@ -63,7 +63,15 @@ def test_cli_profile_measures_a_ray_call(mlp, tmp_path):
     if sys.platform.startswith("linux"):  # CPU of the driver and its Ray, from /proc
         assert 0 < doc["call_host_cpu_s"] < 0.1
         assert 0 <= doc["call_host_cpu_per_byte_s"] < 1e-6
-    assert json.loads(out.read_text())["dnnpart"]["call_overhead_s"] == call
+    written = json.loads(out.read_text())["dnnpart"]
+    assert written["call_overhead_s"] == call
+    if sys.platform.startswith("linux"):  # this machine as devices sharing it see it
+        host = {"cores": doc["host"]["cores"], "call_cpu": doc["call_host_cpu_s"]}
+        assert host["cores"] >= 1 and written["host"] == {**host, "byte_cpu": host_byte(doc)}
+
+
+def host_byte(doc):
+    return doc["call_host_cpu_per_byte_s"] or 0.0
 
 
 def test_partition_charges_the_profile_call_to_devices_without_their_own(mlp, tmp_path):
