@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dnnpart  # noqa: E402
-from dnnpart.devices import DeviceSet, Host  # noqa: E402
+from dnnpart.devices import DeviceSet  # noqa: E402
 from dnnpart.exporters import export  # noqa: E402
 from dnnpart.importers._ort_profile import profile_layers, profiled_json, with_profile  # noqa: E402
 from dnnpart.runtime import run, runtime_overhead  # noqa: E402
@@ -85,14 +85,13 @@ def main() -> None:
     ap.add_argument("--no-host", action="store_true", help="Also plan and run without the host.")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-predict-")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {cores} cores")
+    print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     call = runtime_overhead()
-    if call.host_cpu_s is None:
+    host = call.host()
+    if host is None:
         sys.exit("the host CPU per call needs /proc (Linux)")
-    host = Host(cores, call.host_cpu_s, call.host_cpu_per_byte_s or 0.0)
     print(
-        f"one Ray call: {call.seconds * 1e3:.3f} ms round trip; host: {cores} cores, CPU "
+        f"one Ray call: {call.seconds * 1e3:.3f} ms round trip; host: {host.cores} cores, CPU "
         f"{host.call_cpu * 1e3:.3f} ms per call and {host.byte_cpu * 1e9:.2f} ns per byte"
     )
     print(

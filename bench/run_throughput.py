@@ -48,7 +48,7 @@ import onnx  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart._ort import session_options  # noqa: E402
-from dnnpart.devices import DeviceSet, Host  # noqa: E402
+from dnnpart.devices import DeviceSet  # noqa: E402
 from dnnpart.exporters import export  # noqa: E402
 from dnnpart.importers._ort_profile import profile_layers, profiled_json, with_profile  # noqa: E402
 from dnnpart.runtime import run, runtime_overhead  # noqa: E402
@@ -122,9 +122,7 @@ def split_plan(model, how: str, runs: int, call=None):
         times = profile_layers(model, runs=runs, warmup=3, threads=1)
         extra = {}
         if how == "profile" and call is not None:
-            cores = len(os.sched_getaffinity(0))
-            host = Host(cores, call.host_cpu_s, call.host_cpu_per_byte_s or 0.0)
-            extra = {"call_overhead": call.seconds, "host": host}
+            extra = {"call_overhead": call.seconds, "host": call.host()}
         graph = with_profile(graph, profiled_json(times, DeviceSet.identical(2), **extra))
     return dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
 

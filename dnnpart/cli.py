@@ -596,13 +596,7 @@ def profile_cmd(
             from dnnpart.runtime import runtime_overhead as measure_call
 
             call = measure_call()
-        host = None
-        if call is not None and call.host_cpu_s is not None:
-            from dnnpart.devices import Host
-
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            cores = cores or os.cpu_count() or 1
-            host = Host(cores, call.host_cpu_s, call.host_cpu_per_byte_s or 0.0)
+        host = None if call is None else call.host()
         seconds = None if call is None else call.seconds
         doc = profiled_json(times, devices, reference, seconds, host)
     write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dnnpart.devices import Host
 from dnnpart.errors import UsageError
 from dnnpart.runtime import _cluster
 
@@ -60,6 +61,15 @@ class CallOverhead:
     calls: int
     host_cpu_s: float | None = None
     host_cpu_per_byte_s: float | None = None
+
+    def host(self) -> Host | None:
+        """This machine as devices sharing it see it (:class:`dnnpart.devices.Host`): the
+        cores this process may run on, the host CPU per call and per byte; None when the
+        host CPU was not measured."""
+        if self.host_cpu_s is None:
+            return None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return Host(cores or os.cpu_count() or 1, self.host_cpu_s, self.host_cpu_per_byte_s or 0.0)
 
 
 class _Echo:
