@@ -124,7 +124,14 @@ def split_plan(model, how: str, runs: int, call=None):
         if how == "profile" and call is not None:
             extra = {"call_overhead": call.seconds, "host": call.host()}
         graph = with_profile(graph, profiled_json(times, DeviceSet.identical(2), **extra))
-    return dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
+    plan = dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
+    sc = plan.scores
+    print(
+        f"  {Path(model).stem} {how}: {sc['volume_bytes']} bytes sent per sample, predicted "
+        f"{sc['time_per_sample_s'] * 1e3:.2f} ms per sample",
+        flush=True,
+    )
+    return plan
 
 
 def case(label, model, feeds, plan, args, tmp, refs, batch: int = 1) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -127,6 +128,27 @@ def test_samples_stream_in_input_order(cluster, splits):
                 np.testing.assert_allclose(out[key], want[key], rtol=1e-6, atol=1e-6)
         assert session.pending() == 0
     assert got == first == list(range(12))
+
+
+def test_run_prints_the_measured_time_per_sample_beside_the_plans(cluster, splits):
+    folder = splits["mlp-layer-2"]
+    plan = json.loads((Path(folder) / "manifest.json").read_text())["plan"]
+    predicted = plan["scores"]["time_per_sample_s"]
+    assert predicted > 0
+    result = CliRunner().invoke(main, ["run", str(folder), "--samples", "6"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # the console may wrap the line
+    found = re.search(
+        r"time per sample ([\d.]+) ms; the plan predicted ([\d.]+) ms "
+        r"\(measured / predicted ([\d.]+)\)",
+        text,
+    )
+    assert found, text
+    measured, shown, ratio = map(float, found.groups())
+    assert shown == pytest.approx(predicted * 1e3, abs=1e-3)
+    assert ratio == pytest.approx(measured / (predicted * 1e3), rel=0.01, abs=0.01)
+    report = run(folder, samples=4)
+    assert report.predicted_time_per_sample_s == predicted
 
 
 def test_fail_option_loses_a_device_and_every_input_gets_one_correct_output(
