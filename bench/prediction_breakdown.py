@@ -1,6 +1,7 @@
 """Per device, where does the time of a profile-planned ``dnnpart run`` go?
-(bench/profile_prediction.py gives the three predictions: without and with the call cost,
-and the host bound.)
+(bench/profile_prediction.py compares the plan's prediction, with the call cost and this
+machine as the devices' host, with the measured time; this script plans on the layer times
+alone and splits the time per device.)
 
 Each case profiles the model with ``dnnpart profile``'s code (the split's own onnxruntime
 session options, 1 thread, median of ``--runs``), plans a 2-device layer split with the
