@@ -98,6 +98,18 @@ def test_a_shared_host_bounds_the_time_per_sample_of_a_chain():
     assert LayerCosts(two).value(labels) == pytest.approx(4 + LINK)
 
 
+def test_a_long_chain_on_one_core_stays_on_one_device():
+    # ten 2 s layers: a split is stuck for single-layer moves (moving a boundary layer
+    # changes neither calls nor bytes), so each device alone is a start of its own
+    one = chain(devices=_pair(Host(1, 0.5, 1e-9)), n=10)
+    for method in ("pipeline", "kl", "metis", "spectral"):
+        labels = get_registry().get(method)().partition(one)
+        assert len(set(labels.tolist())) == 1, method
+        assert LayerCosts(one).value(labels) == pytest.approx(20.5), method
+    two = chain(devices=_pair(Host(2, 0.5, 1e-9)), n=10)
+    assert len(set(get_registry().get("pipeline")().partition(two).tolist())) == 2
+
+
 def test_the_throughput_figure_of_scores_is_no_less_than_the_host_time():
     assert objective_score({"max_load": 3.0, "host_time_s": 4.0}, "throughput") == 4.0
     assert objective_score({"max_load": 5.0, "host_time_s": 4.0}, "throughput") == 5.0

@@ -46,7 +46,9 @@ def on_objective(
     problem: Problem, labels, *, refine: bool = True, max_evaluations: int = MAX_EVALUATIONS
 ) -> np.ndarray:
     """The better of ``labels`` and the vertical split, refined on ``problem.objective``
-    (``"throughput"`` when it is None).
+    (``"throughput"`` when it is None). For throughput when devices pay a fixed cost per
+    use (``call_overhead``, a shared :class:`~dnnpart.devices.Host`), each device alone
+    is a candidate too.
 
     Parameters
     ----------
@@ -81,7 +83,13 @@ def on_objective(
         return costs.violation(lab, limit), costs.value(lab)
 
     own = np.asarray(labels, dtype=np.int64).copy()
-    best, best_key = min(((own, key(own)), (base, key(base))), key=lambda c: c[1])
+    starts = [own, base]
+    if costs.objective == "throughput" and (costs.host is not None or np.any(costs.calls > 0)):
+        # a fixed cost per device used (its calls, a shared host's CPU) can make fewer
+        # devices faster, which single-layer moves from a split rarely reach: every
+        # device alone competes too (memory still rules them out where it is short)
+        starts += [np.full(problem.num_vertices, d, dtype=np.int64) for d in range(problem.k)]
+    best, best_key = min(((s, key(s)) for s in starts), key=lambda c: c[1])
     best = best.copy()
     if not refine:
         return best
