@@ -355,7 +355,8 @@ def _latency(problem: Problem, labels, devices: DeviceSet, comm: _Traffic, loads
     costs = LayerCosts(problem, devices=devices)
     vtime = costs.vertex_times(labels)
     latency = makespan(problem, labels, vtime, bw, lat)
-    return latency, costs.time_per_sample(labels), None, None, costs.host_time(labels)
+    per_sample = costs.time_per_sample(labels, vtime)
+    return latency, per_sample, None, None, costs.host_time(labels, vtime)
 
 
 def _max_load(problem: Problem, labels: np.ndarray) -> float | None:

@@ -216,13 +216,15 @@ class LayerCosts:
         p = self.problem
         return seconds(p, self.devices, p.vertex_weight, p.memory_traffic, labels)
 
-    def device_loads(self, labels: np.ndarray) -> np.ndarray:
+    def device_loads(self, labels: np.ndarray, vtime: np.ndarray | None = None) -> np.ndarray:
         """Pipelined load per device: compute plus the link time of every message it sends
-        and receives, plus its call overhead if it holds any vertex, shape (k,)."""
+        and receives, plus its call overhead if it holds any vertex, shape (k,).
+        ``vtime``: :meth:`vertex_times` of ``labels`` when already at hand."""
         k = self.k
         net, a, b = self.messages(labels)
         t = self.lat[a, b] + self.net_bytes[net] / self.bw[a, b]
-        compute = np.bincount(labels, weights=self.vertex_times(labels), minlength=k)
+        vtime = self.vertex_times(labels) if vtime is None else vtime
+        compute = np.bincount(labels, weights=vtime, minlength=k)
         calls = np.where(np.bincount(labels, minlength=k) > 0, self.calls, 0.0)
         comm = np.bincount(a, weights=t, minlength=k) + np.bincount(b, t, minlength=k)
         return compute + comm + calls
@@ -231,20 +233,22 @@ class LayerCosts:
         net, _, _ = self.messages(labels)
         return float(self.net_bytes[net].sum())
 
-    def host_time(self, labels: np.ndarray) -> float | None:
+    def host_time(self, labels: np.ndarray, vtime: np.ndarray | None = None) -> float | None:
         """The shared host's time per sample (:func:`host_time`; one call per device
-        used), None when the devices share no host."""
+        used), None when the devices share no host. ``vtime`` as in :meth:`device_loads`."""
         if self.host is None:
             return None
         used = int(np.count_nonzero(np.bincount(labels, minlength=self.k)))
-        compute = float(self.vertex_times(labels).sum())
+        vtime = self.vertex_times(labels) if vtime is None else vtime
+        compute = float(vtime.sum())
         return host_time(self.host, compute, used, self.io_bytes, self.volume_bytes(labels))
 
-    def time_per_sample(self, labels: np.ndarray) -> float:
+    def time_per_sample(self, labels: np.ndarray, vtime: np.ndarray | None = None) -> float:
         """Pipelined time per sample: the largest device load, or the shared host's time
-        when longer."""
-        loads = float(self.device_loads(labels).max())
-        host = self.host_time(labels)
+        when longer. ``vtime`` as in :meth:`device_loads`."""
+        vtime = self.vertex_times(labels) if vtime is None else vtime
+        loads = float(self.device_loads(labels, vtime).max())
+        host = self.host_time(labels, vtime)
         return loads if host is None else max(loads, host)
 
     # -- what a search compares ----------------------------------------------------------
