@@ -56,7 +56,7 @@ CASES = [
 
 
 def _plan(model, times, devices, call, host):
-    doc = profiled_json(times, devices, call_overhead=call.seconds, host=host)
+    doc = profiled_json(times, devices, call_overhead=call.device_call_s(), host=host)
     graph = with_profile(dnnpart.load(model), doc)
     return dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
 

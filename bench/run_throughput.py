@@ -122,7 +122,7 @@ def split_plan(model, how: str, runs: int, call=None):
         times = profile_layers(model, runs=runs, warmup=3, threads=1)
         extra = {}
         if how == "profile" and call is not None:
-            extra = {"call_overhead": call.seconds, "host": call.host()}
+            extra = {"call_overhead": call.device_call_s(), "host": call.host()}
         graph = with_profile(graph, profiled_json(times, DeviceSet.identical(2), **extra))
     plan = dnnpart.partition(graph, k=2, method="pipeline", granularity="layer")
     sc = plan.scores

@@ -561,9 +561,10 @@ def _memory_fits(plan) -> str:
     "--runtime-overhead",
     is_flag=True,
     help="Also measure one Ray actor call of `dnnpart run` (starts a local Ray) and write it "
-    "as dnnpart.call_overhead_s: plans then charge it once per sample to each device used; "
-    "with the CPU it costs this machine per call and per byte, as dnnpart.host: plans for "
-    "devices that all run here take at least the time this machine's cores need per sample.",
+    "and the CPU it costs this machine per call and per byte, as dnnpart.host: plans for "
+    "devices that all run here take at least the time this machine's cores need per sample, "
+    "and charge each device used its actor's CPU per call (dnnpart.call_overhead_s; the "
+    "round trip where the CPU cannot be read).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
@@ -597,7 +598,7 @@ def profile_cmd(
 
             call = measure_call()
         host = None if call is None else call.host()
-        seconds = None if call is None else call.seconds
+        seconds = None if call is None else call.device_call_s()
         doc = profiled_json(times, devices, reference, seconds, host)
     write_text(output, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     layers = [
@@ -607,7 +608,9 @@ def profile_cmd(
     total = float(times.seconds.sum())
     if as_json:
         _emit_json({"layers": layers, "layer_seconds": total, "run_seconds": times.run_seconds,
-                    "call_overhead_s": None if call is None else call.seconds,
+                    "call_overhead_s": seconds,
+                    "call_round_trip_s": None if call is None else call.seconds,
+                    "call_actor_cpu_s": None if call is None else call.actor_cpu_s,
                     "call_host_cpu_s": None if call is None else call.host_cpu_s,
                     "call_host_cpu_per_byte_s": None if call is None else call.host_cpu_per_byte_s,
                     "host": None if host is None else host.to_dict(),
@@ -627,6 +630,11 @@ def profile_cmd(
                     ""
                     if call.host_cpu_s is None
                     else f", {call.host_cpu_s * 1e3:.3f} ms of this machine's with Ray's"
+                )
+                + (
+                    ""
+                    if call.actor_cpu_s is None
+                    else f" ({call.actor_cpu_s * 1e3:.3f} ms the actor's: what a device pays)"
                 )
             )
     console.print(f"wrote {output}; plan with: dnnpart partition {output}", highlight=False)

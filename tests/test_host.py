@@ -162,3 +162,13 @@ def test_a_tampered_profile_host_is_an_invalid_model(profiled):
     path.write_text(json.dumps(doc))
     with pytest.raises(InvalidModelError, match=r"dnnpart\.host"):
         dnnpart.load(path)
+
+
+def test_a_device_pays_its_actors_cpu_per_call_where_it_was_measured():
+    from dnnpart.runtime import CallOverhead
+
+    measured = CallOverhead(1.2e-3, 6e-4, 200, 1.4e-3, 2e-9, actor_cpu_s=3e-4)
+    assert measured.device_call_s() == 3e-4
+    assert measured.host() == Host(measured.host().cores, 1.4e-3, 2e-9)
+    elsewhere = CallOverhead(1.2e-3, 6e-4, 200)  # no /proc, or a cluster joined
+    assert elsewhere.device_call_s() == 1.2e-3 and elsewhere.host() is None

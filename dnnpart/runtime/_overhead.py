@@ -54,6 +54,9 @@ class CallOverhead:
     host_cpu_per_byte_s : float or None
         Extra host CPU seconds per byte of feed carried by a call (1 MiB against a few
         bytes), as ``host_cpu_s``.
+    actor_cpu_s : float or None
+        CPU seconds per call of the actor's own process (a part of ``host_cpu_s``), as
+        ``host_cpu_s``.
     """
 
     seconds: float
@@ -61,6 +64,14 @@ class CallOverhead:
     calls: int
     host_cpu_s: float | None = None
     host_cpu_per_byte_s: float | None = None
+    actor_cpu_s: float | None = None
+
+    def device_call_s(self) -> float:
+        """What a device pays per call in its own pipelined load: the actor's CPU per
+        call where it was measured on this machine (the rest of a round trip is the
+        driver's and Ray's work, which :meth:`host` charges to the shared cores, and
+        waiting, which calls in flight overlap), else the round trip."""
+        return self.seconds if self.actor_cpu_s is None else self.actor_cpu_s
 
     def host(self) -> Host | None:
         """This machine as devices sharing it see it (:class:`dnnpart.devices.Host`): the
@@ -77,6 +88,9 @@ class _Echo:
 
     def step(self, sample: int, index: int, fed, *payloads):
         return {"device": 0, "compute_s": 0.0, "sample": sample, "index": index}
+
+    def pid(self) -> int:
+        return os.getpid()
 
 
 def runtime_overhead(
@@ -110,7 +124,8 @@ def runtime_overhead(
         for i in range(warmup):
             ray.get(actor.step.remote(i, 0, small))
         procs = _ray_processes() if started else None
-        host0 = _cpu_seconds(procs)
+        mine = None if procs is None else [ray.get(actor.pid.remote())]
+        host0, actor0 = _cpu_seconds(procs), _cpu_seconds(mine)
         wall = []
         cpu0 = time.process_time()
         for i in range(calls):
@@ -119,6 +134,7 @@ def runtime_overhead(
             wall.append(time.perf_counter() - t0)
         cpu = (time.process_time() - cpu0) / calls
         host = _per_call(_cpu_seconds(procs), host0, calls)
+        actor_cpu = _per_call(_cpu_seconds(mine), actor0, calls)
         per_byte = None
         if host is not None:
             n_big = max(1, calls // 4)
@@ -133,7 +149,7 @@ def runtime_overhead(
     finally:
         if started:
             ray.shutdown()
-    return CallOverhead(statistics.median(wall), cpu, calls, host, per_byte)
+    return CallOverhead(statistics.median(wall), cpu, calls, host, per_byte, actor_cpu)
 
 
 _BIG_FEED = 1 << 20  # bytes of the feed that prices a byte carried
