@@ -38,10 +38,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _models import CNNS  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart.devices import DeviceSet  # noqa: E402
@@ -50,11 +51,7 @@ from dnnpart.importers._ort_profile import profile_layers, profiled_json, with_p
 from dnnpart.problem import build_problem, device_loads, pipeline_problem_of  # noqa: E402
 from dnnpart.runtime import run  # noqa: E402
 
-RESNET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
-CASES = [
-    ("squeezenet", ROOT / "examples" / "corpus" / "wheel_squeezenet.onnx"),
-    ("resnet50", RESNET),
-]
+CASES = CNNS
 
 
 def _load() -> str:

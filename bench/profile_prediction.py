@@ -37,10 +37,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import onnx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _models import CNNS  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart.devices import DeviceSet  # noqa: E402
@@ -48,11 +48,7 @@ from dnnpart.exporters import export  # noqa: E402
 from dnnpart.importers._ort_profile import profile_layers, profiled_json, with_profile  # noqa: E402
 from dnnpart.runtime import run, runtime_overhead  # noqa: E402
 
-RESNET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
-CASES = [
-    ("squeezenet", ROOT / "examples" / "corpus" / "wheel_squeezenet.onnx"),
-    ("resnet50", RESNET),
-]
+CASES = CNNS
 
 
 def _plan(model, times, devices, call, host):

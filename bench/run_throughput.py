@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import onnx  # noqa: E402
+
+from _models import RESNET, SQUEEZENET  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart._ort import session_options  # noqa: E402
@@ -55,8 +56,6 @@ from dnnpart.runtime import run, runtime_overhead  # noqa: E402
 
 MLP = ROOT / "examples" / "mlp" / "mlp.onnx"
 DATA = ROOT / "examples" / "mlp" / "digits_test.npz"
-RESNET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
-SQUEEZENET = ROOT / "examples" / "corpus" / "wheel_squeezenet.onnx"
 
 
 def _load() -> str:

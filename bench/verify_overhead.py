@@ -42,7 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import onnx  # noqa: E402
+
+from _models import RESNET  # noqa: E402
 
 import dnnpart  # noqa: E402
 from dnnpart.exporters import build_split, export  # noqa: E402
@@ -51,7 +52,6 @@ from dnnpart.runtime._verify import reference_session  # noqa: E402
 
 MLP = ROOT / "examples" / "mlp" / "mlp.onnx"
 DATA = ROOT / "examples" / "mlp" / "digits_test.npz"
-RESNET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
 
 
 def _median_times(fns, repeat: int) -> list[float]:
