@@ -37,32 +37,35 @@ def main() -> None:
     ap.add_argument("folder")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1, help="Samples per Ray call.")
     args = ap.parse_args()
     manifest = read_manifest(args.folder)
     feeds = load_feeds(None, split_inputs(args.folder, manifest), samples=args.samples, seed=0)
     ray = _cluster.import_ray()
     n = len(feeds)
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    with RunSession(args.folder, in_flight=args.in_flight) as session:
+    with RunSession(args.folder, in_flight=args.in_flight, batch=args.batch) as session:
         split = session._split
         actors = ray.get([a.ping.remote() for a in split.actors])
-        for feed in feeds[:WARMUP]:
-            session.submit(feed)
+        session.submit_many(feeds[:WARMUP])
         list(session.results())
         me = os.getpid()
         ray_procs = [p for p in _ray_processes() if p != me and p not in actors]
         before = [_cpu_seconds([p]) for p in (me, *actors)] + [_cpu_seconds(ray_procs)]
         t0 = time.perf_counter()
-        for feed in feeds:
-            session.submit(feed)
+        session.submit_many(feeds)
         list(session.results())
         wall = (time.perf_counter() - t0) / n
         after = [_cpu_seconds([p]) for p in (me, *actors)] + [_cpu_seconds(ray_procs)]
         busy = [0.0] * len(actors)
+        compute = [0.0] * len(actors)
         for _, _, records in session.records[-n:]:
             for r in records:
                 busy[r["device"]] += r["busy_s"]
+                compute[r["device"]] += r["compute_s"]
         calls = len(split.calls)
+        for e in session.events:
+            print(f"  event {e['kind']}: {e['detail']}")
     cpu = [(b - a) / n for a, b in zip(before, after, strict=True)]
     ms = 1e3
     print(f"{n} samples, {calls} calls per sample: {wall * ms:.3f} ms per sample (wall)")
@@ -70,7 +73,8 @@ def main() -> None:
     for d in range(len(actors)):
         print(
             f"  device {d} actor   {cpu[1 + d] * ms:8.3f} ms CPU, "
-            f"{busy[d] / n * ms:.3f} ms in its calls (busy)"
+            f"{busy[d] / n * ms:.3f} ms in its calls (busy), "
+            f"{compute[d] / n * ms:.3f} ms in onnxruntime"
         )
     print(f"  Ray's processes  {cpu[-1] * ms:8.3f} ms CPU ({len(ray_procs)} processes)")
     total = sum(cpu)

@@ -151,15 +151,15 @@ def host_time(host, compute_s: float, calls: int, io: float, volume: float) -> f
     """Seconds per sample that one machine's cores need, at least, when every device is a
     process on it (:class:`dnnpart.devices.Host`).
 
-    ``(compute_s + calls * host.call_cpu + (io + 2 * volume) * host.byte_cpu) /
+    ``(compute_s + calls * host.call_cpu + (io + volume) * host.byte_cpu) /
     host.cores``: the layers' time on their devices, the CPU of each device call, and of
-    each byte carried -- the model's inputs and outputs (``io``) once, each transfer
-    (``volume``) twice, as ``dnnpart run`` on a local Ray passes an activation from its
-    sender through the driver to its receiver (:mod:`dnnpart.runtime._cluster`). The
-    pipelined time per sample is the larger of this and the largest device load: the
-    devices cannot together run faster than the cores they share.
+    each byte carried -- the model's inputs and outputs (``io``) and each transfer
+    (``volume``), which ``dnnpart run`` copies once into shared memory on one machine
+    (:mod:`dnnpart.runtime._shared`). The pipelined time per sample is the larger of this
+    and the largest device load: the devices cannot together run faster than the cores
+    they share.
     """
-    cpu = compute_s + calls * host.call_cpu + (io + 2.0 * volume) * host.byte_cpu
+    cpu = compute_s + calls * host.call_cpu + (io + volume) * host.byte_cpu
     return float(cpu / host.cores)
 
 

@@ -14,8 +14,8 @@ machines that is the driver's business; where they share one machine (a local
 ``dnnpart run``), it competes with their layers for the same cores. So the measurement
 also counts the CPU seconds the whole local Ray spends per call (the driver and every
 process it started, read from ``/proc``; Linux only) and per byte of a payload (a
-second series with a 1 MiB feed: what putting a sample's inputs and moving its
-transfers costs).
+second series with a large feed, carried as a run carries a sample's inputs and
+transfers: through shared memory where the actor can map it, :mod:`._shared`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from dnnpart.devices import Host
 from dnnpart.errors import UsageError
-from dnnpart.runtime import _cluster
+from dnnpart.runtime import _cluster, _shared
 
 __all__ = ["CallOverhead", "runtime_overhead"]
 
@@ -52,8 +52,8 @@ class CallOverhead:
         (the actor, raylet, GCS, ...); None when Ray was not started here or ``/proc`` is
         not there.
     host_cpu_per_byte_s : float or None
-        Extra host CPU seconds per byte of feed carried by a call (1 MiB against a few
-        bytes), as ``host_cpu_s``.
+        Extra host CPU seconds per byte of feed carried by a call (a large feed against a
+        few bytes, carried as a run carries it: see the module), as ``host_cpu_s``.
     actor_cpu_s : float or None
         CPU seconds per call of the actor's own process (a part of ``host_cpu_s``), as
         ``host_cpu_s``.
@@ -86,7 +86,18 @@ class CallOverhead:
 class _Echo:
     """An actor doing nothing but what a device's call does around its stage."""
 
-    def step(self, sample: int, index: int, fed, *payloads):
+    links = None
+
+    def open_links(self, spec) -> bool:
+        try:
+            self.links = _shared.Links(spec, writer=None)
+        except OSError:
+            return False
+        return True
+
+    def step(self, sample: int, index: int, fed, *payloads, shared: bool = False):
+        if shared:
+            fed = self.links.get(fed)
         return {"device": 0, "compute_s": 0.0, "sample": sample, "index": index}
 
     def pid(self) -> int:
@@ -120,7 +131,6 @@ def runtime_overhead(
     try:
         actor = ray.remote(_Echo).options(num_cpus=1, max_restarts=0).remote()
         small = {"input": np.zeros(16, np.float32)}
-        big = {"input": np.zeros(_BIG_FEED // 4, np.float32)}
         for i in range(warmup):
             ray.get(actor.step.remote(i, 0, small))
         procs = _ray_processes() if started else None
@@ -138,13 +148,14 @@ def runtime_overhead(
         per_byte = None
         if host is not None:
             n_big = max(1, calls // 4)
-            ray.get(actor.step.remote(0, 0, big))
+            send, nbytes = _big_sender(ray, actor)
+            ray.get(send(0))
             host0 = _cpu_seconds(procs)
             for i in range(n_big):
-                ray.get(actor.step.remote(i, 0, big))
+                ray.get(send(i))
             big_host = _per_call(_cpu_seconds(procs), host0, n_big)
             if big_host is not None:
-                per_byte = max(0.0, big_host - host) / (_BIG_FEED - small["input"].nbytes)
+                per_byte = max(0.0, big_host - host) / (nbytes - small["input"].nbytes)
         ray.kill(actor)
     finally:
         if started:
@@ -152,7 +163,35 @@ def runtime_overhead(
     return CallOverhead(statistics.median(wall), cpu, calls, host, per_byte, actor_cpu)
 
 
-_BIG_FEED = 1 << 20  # bytes of the feed that prices a byte carried
+# bytes of the feed that prices a byte carried: in Ray's messages, and in shared memory
+# (a copy: 16 times more, for /proc's 10 ms ticks to see it)
+_BIG_FEED = 1 << 20
+_BIG_SHARED = 16 << 20
+
+
+def _big_sender(ray, actor):
+    """``(send, nbytes)``: ``send(i)`` makes a call carrying ``nbytes`` of feed as
+    ``dnnpart run`` carries a sample's large arrays on this machine -- copied into shared
+    memory (:mod:`._shared`), or in Ray's message where there is none -- and returns its
+    object reference."""
+    inline = {"input": np.zeros(_BIG_FEED // 4, np.float32)}
+    try:
+        spec = _shared.create([_BIG_SHARED + 4096], 1)
+    except OSError:
+        return (lambda i: actor.step.remote(i, 0, inline)), _BIG_FEED
+    try:
+        links = _shared.Links(spec, writer=0)
+        if not ray.get(actor.open_links.remote(spec)):
+            return (lambda i: actor.step.remote(i, 0, inline)), _BIG_FEED
+    finally:
+        _shared.remove(spec)
+    big = {"input": np.ones(_BIG_SHARED // 4, np.float32)}
+
+    def send(i):
+        links.start(0)
+        return actor.step.remote(i, 0, links.put(0, big), shared=True)
+
+    return send, _BIG_SHARED
 
 
 def _ray_processes() -> list[int] | None:

@@ -3,15 +3,18 @@ and survives the loss of devices.
 
 Up to ``in_flight`` samples are submitted at once: every call of a sample (see
 :mod:`._worker`) is handed to Ray with its arguments as object references, so that a
-device works on sample i+1 while the next device works on sample i. Outboxes go from
-actor to actor as Ray passes them: on a local Ray started here, inline through the
-driver's messages up to :data:`._cluster.INLINE_BYTES` (cheaper in CPU on one machine
-than the object store), on a joined cluster through its object store above 100 KiB. The driver
-puts each device's part of the inputs in, and reads the records of finished samples, in
-input order. With ``batch`` > 1, consecutive samples travel together: one Ray call per
-call of the plan carries the whole batch (each device runs its samples one after the
-other), so that Ray's fixed cost per call and per object -- CPU time taken from the
-devices when they share a machine -- is paid once per batch.
+device works on sample i+1 while the next device works on sample i. When every actor
+runs on this machine, the large arrays of inputs and outboxes go through shared memory
+(:mod:`._shared`, one slot per sample in flight) and only their places travel with the
+calls; the rest goes from actor to actor as Ray passes it: on a local Ray started here,
+inline through the driver's messages up to :data:`._cluster.INLINE_BYTES` (cheaper in
+CPU on one machine than the object store), on a joined cluster through its object store
+above 100 KiB. The driver puts each device's part of the inputs in, and reads the
+records of finished samples, in input order. With ``batch`` > 1, consecutive samples
+travel together: one Ray call per call of the plan carries the whole batch (each device
+runs its samples one after the other), so that Ray's fixed cost per call and per
+object -- CPU time taken from the devices when they share a machine -- is paid once per
+batch.
 
 A device is lost when Ray reports its actor dead (``ActorDiedError``, a lost object) or
 when the oldest sample's first unfinished call gets no answer within ``heartbeat``
@@ -35,8 +38,9 @@ import numpy as np
 
 from dnnpart.errors import DnnpartError, UsageError, VerificationError
 from dnnpart.exporters._manifest import read_manifest
-from dnnpart.runtime import _cluster
+from dnnpart.runtime import _cluster, _shared
 from dnnpart.runtime._routes import Routes
+from dnnpart.runtime._shared import Links
 from dnnpart.runtime._worker import plan_calls
 
 __all__ = ["RunSession", "AllDevicesLost"]
@@ -65,14 +69,21 @@ class _Sample:
     feed: dict[str, np.ndarray]
     launched: float = 0.0  # when it first went in flight (latency counts from there)
     batch: _Batch = field(default_factory=_Batch)
-    slot: int = 0  # its position in the batch
+    pos: int = 0  # its position in the batch
 
 
 class _Split:
-    """A running split: its manifest, routes, calls and actors."""
+    """A running split: its manifest, routes, calls and actors; its shared-memory links
+    (one slot per sample in flight, ``in_flight``), decided at the first launch (its
+    samples give their sizes); ``event`` tells what was decided."""
 
-    def __init__(self, folder: str, threads, timeout: float):
+    def __init__(self, folder: str, threads, timeout: float, in_flight: int, event):
         self.folder = folder
+        self.timeout = timeout
+        self.in_flight = in_flight
+        self.event = event
+        self.links: Links | None = None
+        self._linked = False  # links decided
         self.manifest = read_manifest(folder)
         self.routes = Routes(self.manifest)
         self.calls = plan_calls(self.manifest, self.routes)
@@ -91,21 +102,61 @@ class _Split:
         fed: list[list[dict]] = [[{} for _ in range(k)] for _ in samples]
         for s, f in zip(samples, fed, strict=True):
             self.routes.place_inputs(s.feed, f)
+        if not self._linked:
+            self._linked = True
+            self._open_links(fed, samples[0].feed)
+        links = self.links
+        if links is not None:
+            for s, f in zip(samples, fed, strict=True):
+                slot = links.slot(s.index)
+                links.start(slot)
+                f[:] = [links.put(slot, d) for d in f]
         ids = [s.index for s in samples]
         inbox: list[list] = [[] for _ in self.calls]
         batch = _Batch()
         for i, c in enumerate(self.calls):
             n = len(c.dests) + 1
             feeds = [f[c.device] for f in fed] if c.first else None
-            refs = self._methods[i].remote(ids, i, feeds, *inbox[i])
+            refs = self._methods[i].remote(ids, i, feeds, *inbox[i], shared=links is not None)
             if n == 1:
                 refs = [refs]
             for j, dst in enumerate(c.dests):
                 inbox[c.consumer[dst]].append(refs[j])
             batch.boxes.extend(refs[:-1])
             batch.records.append(refs[-1])
-        for slot, s in enumerate(samples):
-            s.batch, s.slot = batch, slot
+        for pos, s in enumerate(samples):
+            s.batch, s.pos = batch, pos
+
+    def _open_links(self, fed: list[list[dict]], feed: dict) -> None:
+        """Pass activations through shared memory when every actor runs on this machine
+        (:mod:`._shared`), with slots sized for samples like those in ``fed`` (``feed``:
+        the first one's model inputs)."""
+        ray = _cluster.import_ray()
+        sizes = _slot_bytes(self.manifest, fed, feed)
+        if max(sizes) == 0:
+            return  # nothing large enough to gain from it
+        try:
+            spec = _shared.create(sizes, self.in_flight)
+        except OSError as exc:
+            self.event("links", None, f"activations through Ray's messages ({exc})")
+            return
+        why = "devices on other machines"
+        try:
+            got = ray.get([a.open_links.remote(spec) for a in self.actors], timeout=self.timeout)
+            if all(got):
+                self.links = Links(spec, writer=self.routes.k)
+        except Exception as exc:  # noqa: BLE001 - a lost actor: the calls will say so
+            why = type(exc).__name__
+        finally:
+            _shared.remove(spec)  # the actors have mapped it (or cannot)
+        total = spec.slots * sum(spec.slot_bytes)
+        self.event(
+            "links",
+            None,
+            f"activations through shared memory ({total / 2**20:.1f} MiB)"
+            if self.links is not None
+            else f"activations through Ray's messages ({why})",
+        )
 
     def stop(self) -> None:
         ray = _cluster.import_ray()
@@ -114,6 +165,30 @@ class _Split:
                 ray.kill(a)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+
+
+def _slot_bytes(manifest: dict[str, Any], fed: list[list[dict]], feed: dict) -> list[int]:
+    """Bytes per slot (one sample) of each writer's links, the devices' then the
+    driver's: the planned transfers, scaled by the size of the model inputs ``feed``
+    against the export's, and the largest of the inputs placed in ``fed``; a quarter more
+    for larger samples. Arrays under :data:`._shared.MIN_BYTES` do not count."""
+    big = _shared.MIN_BYTES
+    pad = 64  # each array's alignment (._shared)
+    per_input = max(
+        sum(a.nbytes + pad for d in f for a in d.values() if a.nbytes >= big) for f in fed
+    )
+    planned = 0
+    for dims in ((manifest.get("model") or {}).get("input_shapes") or {}).values():
+        if all(isinstance(x, int) for x in dims):
+            planned += int(np.prod(dims, dtype=np.int64))
+    given = sum(np.asarray(a).size for a in feed.values())
+    scale = given / planned if planned else 1.0
+    sent = [0] * int(manifest["k"])
+    for t in manifest["transfers"]:
+        n = int(t.get("bytes") or 0) * scale
+        if n >= big:
+            sent[int(t["from"])] += int(n) + pad
+    return [int(1.25 * n) for n in (*sent, per_input)]
 
 
 class RunSession:
@@ -223,7 +298,9 @@ class RunSession:
                 f"{how} in {time.perf_counter() - t:.2f} s",
             )
             self.ray_start_s = time.perf_counter() - t
-            self._split = _Split(self.folder, threads, self.start_timeout)
+            self._split = _Split(
+                self.folder, threads, self.start_timeout, self.in_flight, self._event
+            )
         except BaseException:
             self.close()
             raise
@@ -336,7 +413,7 @@ class RunSession:
     def _outputs(self, s: _Sample):
         """The outputs of ``s`` from its batch's records (which the report keeps)."""
         split = self._split
-        records = [per_call[s.slot] for per_call in s.batch.got]
+        records = [per_call[s.pos] for per_call in s.batch.got]
         self.records.append((split.names, split.manifest.get("volume_bytes_planned"), records))
         values = {r["device"]: r["outputs"] for r in records if "outputs" in r}
         return split.routes.gather(values)
@@ -420,7 +497,7 @@ class RunSession:
             f"{work_shift(split.manifest, new)}" + "".join(f"; {n}" for n in done.notes),
             moves=done.moves,
         )
-        self._split = _Split(out, self.threads, self.start_timeout)
+        self._split = _Split(out, self.threads, self.start_timeout, self.in_flight, self._event)
         flying = list(self._flying)
         for i in range(0, len(flying), self.batch):
             self._split.launch(flying[i : i + self.batch])

@@ -31,6 +31,7 @@ from dnnpart._ort import session_options
 from dnnpart.errors import InvalidModelError
 from dnnpart.runtime._execute import load_session
 from dnnpart.runtime._routes import Routes, route, stage_feed
+from dnnpart.runtime._shared import Links, LinkSpec
 
 __all__ = ["Call", "plan_calls", "DeviceWorker", "FEED"]
 
@@ -132,11 +133,21 @@ class DeviceWorker:
         self.first = [e for e in self.routes.first if e[1] == self.device]
         self.outputs = [v for d, v in self.routes.output_values if d == self.device]
         self.stores: dict[int, dict] = {}
+        self.links: Links | None = None
         self.free_since = time.time()  # when the last call ended (wall clock, as sent_at)
 
     def ping(self) -> int:
         """The worker's process id (a liveness check)."""
         return os.getpid()
+
+    def open_links(self, spec: LinkSpec) -> bool:
+        """Map the run's shared-memory links (:mod:`._shared`); False when their files
+        are not there (this worker runs on another machine than the driver)."""
+        try:
+            self.links = Links(spec, writer=self.device)
+        except OSError:
+            self.links = None
+        return self.links is not None
 
     def step(self, sample: int, index: int, fed, *payloads):
         """Make call ``index`` of ``sample``; returns its outboxes then its record (the
@@ -148,25 +159,36 @@ class DeviceWorker:
         out = [(t, d, values[0]) for t, d, values in got[:-1]]
         return (*out, got[-1][0]) if out else got[-1][0]
 
-    def step_many(self, samples: list[int], index: int, feds, *payloads):
+    def step_many(self, samples: list[int], index: int, feds, *payloads, shared: bool = False):
         """Make call ``index`` of each of ``samples`` in turn (a batch: one Ray call for
         several samples). ``feds`` and each payload's values hold one entry per sample.
         Returns the outboxes (``(sent_at, device, [values per sample])``, one per receiving
         device) then the list of records (the list alone when it sends nothing: one Ray
-        return each); the wait on the links goes to the first record."""
+        return each); the wait on the links goes to the first record. ``shared``: large
+        arrays come and go through the run's shared memory (:meth:`open_links`)."""
         t_start = time.time()
+        call = self.calls[index]
+        links = self.links if shared else None
+        if links is not None:
+            payloads = [(t, d, [links.get(v) for v in values]) for t, d, values in payloads]
+            if feds is not None:
+                feds = [links.get(f) for f in feds]
         waited: dict[int, float] = {}
         for sent_at, src, _ in payloads:
             # the receiver's wait on this link: idle, the value sent, the call not started
             since = max(sent_at, self.free_since)
             waited[src] = waited.get(src, 0.0) + max(0.0, t_start - since)
-        call = self.calls[index]
         sent: list[list[dict]] = [[] for _ in call.dests]
         records = []
         for j, sample in enumerate(samples):
             boxes, record = self._one(
                 sample, call, None if feds is None else feds[j], [p[2][j] for p in payloads]
             )
+            if links is not None:
+                slot = links.slot(sample)
+                if call.first:
+                    links.start(slot)
+                boxes = [links.put(slot, values) for values in boxes]
             for box, values in zip(sent, boxes, strict=True):
                 box.append(values)
             record["waited"] = waited if j == 0 else {}

@@ -111,6 +111,48 @@ def test_a_local_ray_passes_activations_inline_not_through_its_object_store(clus
     ray.kill(maker)
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """Splits of a residual net whose activations (64 KiB, 16 KiB inputs) are large enough
+    to travel through shared memory."""
+    tmp = tmp_path_factory.mktemp("wide")
+    res = models.save(models.residual_net(16, image=32), tmp)
+    out = {}
+    for gran, k in (("layer", 2), ("neuron", 3)):
+        plan = dnnpart.partition(dnnpart.load(res), k=k, method="metis", granularity=gran)
+        export(res, plan, tmp / f"{gran}-{k}")
+        out[f"{gran}-{k}"] = tmp / f"{gran}-{k}"
+    return out
+
+
+def _shm_leftovers() -> list[str]:
+    return [n for n in os.listdir("/dev/shm") if n.startswith("dnnpart-links-")]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+@pytest.mark.parametrize("name", ["layer-2", "neuron-3"])
+def test_a_local_run_passes_large_activations_through_shared_memory(cluster, wide, name):
+    """More samples than slots (in flight), in batches, some of them through a loss:
+    outputs equal the whole model's, bytes the plan's, and no file is left in /dev/shm."""
+    folder = wide[name]
+    before = _shm_leftovers()
+    report = run(folder, samples=11, compare=True, in_flight=4, batch=2)
+    assert report.ok, report.problems
+    assert report.samples == 11 and report.bytes_measured == report.bytes_planned
+    links = [e["detail"] for e in report.events if e["kind"] == "links"]
+    assert len(links) == 1 and links[0].startswith("activations through shared memory")
+    lossy = run(folder, samples=11, compare=True, in_flight=4, fail=("dev1", 3))
+    assert lossy.ok, lossy.problems
+    np.testing.assert_allclose(
+        lossy.outputs["output"], report.outputs["output"], rtol=1e-5, atol=1e-5
+    )
+    kinds = [e["kind"] for e in lossy.events]
+    assert kinds.count("links") == 2 and kinds.index("lost") < len(kinds) - kinds[::-1].index(
+        "links"
+    )
+    assert _shm_leftovers() == before
+
+
 def test_samples_stream_in_input_order(cluster, splits):
     folder = splits["mlp-neuron-3"]
     x = np.load(DIGITS)["x"][:12].astype(np.float32)
