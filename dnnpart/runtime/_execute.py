@@ -100,6 +100,16 @@ def load_session(folder: str, stage: dict[str, Any], opts, providers=("CPUExecut
         ) from None
 
 
+def onnxruntime_failure(exc: BaseException) -> str | None:
+    """``"onnxruntime: "`` and the first line of ``exc`` when onnxruntime raised it (a
+    stage that cannot run on its inputs), else None."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    if type(exc).__module__ != ort_errors.__name__:
+        return None
+    return f"onnxruntime: {str(exc).splitlines()[0][:160] if str(exc) else exc!r}"
+
+
 class Executor:
     """A loaded split, ready to run.
 
@@ -156,8 +166,6 @@ class Executor:
         mismatch). The folder is untrusted: element lists that do not fit their values, or
         stages onnxruntime refuses to run, raise :class:`~dnnpart.errors.InvalidModelError`.
         """
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
         try:
             return self._run(feeds, trace)
         except DnnpartError:
@@ -165,9 +173,9 @@ class Executor:
         except (IndexError, KeyError, ValueError, TypeError) as exc:
             why = f"{type(exc).__name__}: {str(exc)[:160]}"
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own classes, below
-            if type(exc).__module__ != ort_errors.__name__:
+            why = onnxruntime_failure(exc)
+            if why is None:
                 raise
-            why = f"onnxruntime: {str(exc).splitlines()[0][:160] if str(exc) else exc!r}"
         raise InvalidModelError(
             f"not a valid dnnpart export: {self.folder} (the split does not run: {why})"
         )

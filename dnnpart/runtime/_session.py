@@ -406,7 +406,7 @@ class RunSession:
             self._lose(lost, type(exc).__name__)
             return None
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause()
+            cause = getattr(exc, "cause", None)  # the error raised in the actor
             raise (cause if isinstance(cause, DnnpartError) else exc) from None
         return self._outputs(s)
 

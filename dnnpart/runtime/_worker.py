@@ -27,9 +27,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dnnpart._ort import session_options
 from dnnpart.errors import InvalidModelError
-from dnnpart.runtime._execute import load_session
+from dnnpart.runtime._execute import load_session, onnxruntime_failure
 from dnnpart.runtime._routes import Routes, route, stage_feed
 from dnnpart.runtime._shared import Links, LinkSpec
 
@@ -218,7 +220,17 @@ class DeviceWorker:
             run, fetch, needs, file = self.runs[call.stage]
             feed = stage_feed(store, needs, file, self.device)
             t1 = time.perf_counter()
-            outs = run(fetch, feed, None)
+            try:
+                outs = run(fetch, feed, None)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's own classes
+                why = onnxruntime_failure(exc)
+                if why is None:
+                    raise
+                shapes = ", ".join(f"{k} {list(np.shape(v))}" for k, v in feed.items())
+                raise InvalidModelError(
+                    f"device {self.device}: {file} does not run on sample {sample} "
+                    f"(inputs {shapes}; {why})"
+                ) from None
             compute = time.perf_counter() - t1
             store.update(zip(fetch, outs, strict=True))
             route(self.routes.after.get(call.stage, []), stores, link, per)

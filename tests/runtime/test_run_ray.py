@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import dnnpart
 from dnnpart.cli import main
-from dnnpart.errors import UsageError
+from dnnpart.errors import InvalidModelError, UsageError
 from dnnpart.exporters import export
 from dnnpart.runtime import Executor, RunSession, run
 
@@ -239,6 +239,20 @@ def test_batches_give_every_input_one_correct_output_in_order_through_a_loss(clu
     assert measured == {key: b * n for key, b in _per_link(folder).items()}
     with pytest.raises(UsageError, match="batch"):
         RunSession(folder, batch=0)
+
+
+def test_a_sample_the_model_cannot_take_is_an_error_naming_the_stage(cluster, splits):
+    """onnxruntime's failure inside an actor reaches the caller as dnnpart's typed error
+    (exit 3 in the CLI), not as Ray's wrapper."""
+    bad = {"input": np.zeros((1, 5, 8, 8), np.float32)}  # 5 channels, the net takes 4
+    with RunSession(splits["res-layer-3"], in_flight=2) as session:
+        session.submit(bad)
+        with pytest.raises(
+            InvalidModelError,
+            match=r"_stage\d+\.onnx does not run on sample 0 \(inputs input \[1, 5, 8, 8\]; "
+            r"onnxruntime: ",
+        ):
+            list(session)
 
 
 def _stream_and_hurt(folder, n, hurt, **options):
