@@ -378,6 +378,7 @@ _RATIO_KEYS = (
     "imbalance_total",
     "latency_s",
     "time_per_sample_s",
+    "host_time_s",
     "max_load",
 )
 
@@ -387,9 +388,10 @@ def ratios(scores: Scores, baseline: Scores) -> dict[str, float | None]:
     "overall reduce" is ``1 - ratio``; below 1 is better for every figure).
 
     Keys: ``cut``, ``volume``, ``volume_bytes``, ``messages``, ``imbalance``,
-    ``imbalance_total``, ``latency_s``, ``time_per_sample_s`` and ``memory_bytes_max``
-    (largest device memory). A ratio is 1.0 when both are 0 and None when only the
-    baseline is 0 or the figure is missing (e.g. ``time_per_sample_s`` at neuron level).
+    ``imbalance_total``, ``latency_s``, ``time_per_sample_s``, ``host_time_s``,
+    ``max_load`` and ``memory_bytes_max`` (largest device memory). A ratio is 1.0 when
+    both are 0 and None when only the baseline is 0 or the figure is missing (e.g.
+    ``time_per_sample_s`` at neuron level, ``host_time_s`` without a shared host).
     """
     out: dict[str, float | None] = {}
     pairs = [(key, getattr(scores, key), getattr(baseline, key)) for key in _RATIO_KEYS]

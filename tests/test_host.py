@@ -145,6 +145,8 @@ def test_the_profile_carries_its_host_to_plans_for_devices_that_run_here(profile
     want = (times.seconds.sum() + used * 1e-3 + (io + volume) * 1e-9) / 2
     assert plan.scores["host_time_s"] == pytest.approx(want, rel=1e-6)
     assert plan.scores["time_per_sample_s"] >= plan.scores["host_time_s"]
+    base = plan.baseline["host_time_s"]  # the vertical split's, on the same host
+    assert plan.ratios["host_time_s"] == pytest.approx(plan.scores["host_time_s"] / base)
     # an ONNX model planned on the profile takes it the same way
     onnx_plan = dnnpart.partition(with_profile(onnx, doc), k=2, method="pipeline")
     assert onnx_plan.devices["host"] == host.to_dict()

@@ -415,9 +415,10 @@ def test_ratios_edge_cases():
     problem, labels = _toy()
     s = score(problem, labels)
     r = ratios(s, s)
-    # neuron granularity: no time per sample, no max-load (their ratios are None)
-    assert r["time_per_sample_s"] is None and r["max_load"] is None
-    assert all(v == 1.0 for key, v in r.items() if key not in ("time_per_sample_s", "max_load"))
+    # neuron granularity: no time per sample, no max-load, no host (their ratios are None)
+    none = ("time_per_sample_s", "max_load", "host_time_s")
+    assert all(r[key] is None for key in none)
+    assert all(v == 1.0 for key, v in r.items() if key not in none)
     zero = dataclasses.replace(s, cut=0.0, volume=0)
     assert ratios(zero, zero)["cut"] == 1.0
     assert ratios(s, zero)["volume"] is None
