@@ -4,17 +4,17 @@ and survives the loss of devices.
 Up to ``in_flight`` samples are submitted at once: every call of a sample (see
 :mod:`._worker`) is handed to Ray with its arguments as object references, so that a
 device works on sample i+1 while the next device works on sample i. When every actor
-runs on this machine, the large arrays of inputs and outboxes go through shared memory
-(:mod:`._shared`, one slot per sample in flight) and only their places travel with the
-calls; the rest goes from actor to actor as Ray passes it: on a local Ray started here,
-inline through the driver's messages up to :data:`._cluster.INLINE_BYTES` (cheaper in
-CPU on one machine than the object store), on a joined cluster through its object store
-above 100 KiB. The driver puts each device's part of the inputs in, and reads the
-records of finished samples, in input order. With ``batch`` > 1, consecutive samples
-travel together: one Ray call per call of the plan carries the whole batch (each device
-runs its samples one after the other), so that Ray's fixed cost per call and per
-object -- CPU time taken from the devices when they share a machine -- is paid once per
-batch.
+runs on this machine, the large arrays of inputs, outboxes and outputs go through shared
+memory (:mod:`._shared`, one slot per sample in flight; outputs are copied out as they
+are read) and only their places travel with the calls. The rest goes from actor to actor
+as Ray passes it: on a local Ray started here, inline through the driver's messages up
+to :data:`._cluster.INLINE_BYTES` (cheaper in CPU on one machine than the object
+store), on a joined cluster through its object store above 100 KiB. The driver puts
+each device's part of the inputs in, and reads the records of finished samples, in
+input order. With ``batch`` > 1, consecutive samples travel together: one Ray call per
+call of the plan carries the whole batch (each device runs its samples one after the
+other), so that Ray's fixed cost per call and per object -- CPU time taken from the
+devices when they share a machine -- is paid once per batch.
 
 A device is lost when Ray reports its actor dead (``ActorDiedError``, a lost object) or
 when the oldest sample's first unfinished call gets no answer within ``heartbeat``
@@ -132,7 +132,13 @@ class _Split:
         (:mod:`._shared`), with slots sized for samples like those in ``fed`` (``feed``:
         the first one's model inputs)."""
         ray = _cluster.import_ray()
-        sizes = _slot_bytes(self.manifest, fed, feed)
+        why = "devices on other machines"
+        try:
+            outputs = ray.get([a.output_bytes.remote() for a in self.actors], timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - a lost actor: the calls will say so
+            self.event("links", None, f"activations through Ray's messages ({type(exc).__name__})")
+            return
+        sizes = _slot_bytes(self.manifest, fed, feed, outputs)
         if max(sizes) == 0:
             return  # nothing large enough to gain from it
         try:
@@ -140,7 +146,6 @@ class _Split:
         except OSError as exc:
             self.event("links", None, f"activations through Ray's messages ({exc})")
             return
-        why = "devices on other machines"
         try:
             got = ray.get([a.open_links.remote(spec) for a in self.actors], timeout=self.timeout)
             if all(got):
@@ -167,27 +172,32 @@ class _Split:
                 pass
 
 
-def _slot_bytes(manifest: dict[str, Any], fed: list[list[dict]], feed: dict) -> list[int]:
+def _slot_bytes(
+    manifest: dict[str, Any], fed: list[list[dict]], feed: dict, outputs: list[list[int]]
+) -> list[int]:
     """Bytes per slot (one sample) of each writer's links, the devices' then the
-    driver's: the planned transfers, scaled by the size of the model inputs ``feed``
-    against the export's, and the largest of the inputs placed in ``fed``; a quarter more
-    for larger samples. Arrays under :data:`._shared.MIN_BYTES` do not count."""
+    driver's: a device's planned transfers and its model-output values (``outputs``, per
+    device, as its sub-models declare them), scaled by the size of the model inputs
+    ``feed`` against the export's; the driver's, the largest of the inputs placed in
+    ``fed``; a quarter more for larger samples. Arrays under :data:`._shared.MIN_BYTES`
+    do not count."""
     big = _shared.MIN_BYTES
     pad = 64  # each array's alignment (._shared)
     per_input = max(
         sum(a.nbytes + pad for d in f for a in d.values() if a.nbytes >= big) for f in fed
     )
-    planned = 0
+    exported = 0  # elements of the model inputs at the export's shapes
     for dims in ((manifest.get("model") or {}).get("input_shapes") or {}).values():
         if all(isinstance(x, int) for x in dims):
-            planned += int(np.prod(dims, dtype=np.int64))
+            exported += int(np.prod(dims, dtype=np.int64))
     given = sum(np.asarray(a).size for a in feed.values())
-    scale = given / planned if planned else 1.0
+    scale = given / exported if exported else 1.0
+    arrays = [(int(t["from"]), int(t.get("bytes") or 0)) for t in manifest["transfers"]]
+    arrays += [(d, n) for d, sizes in enumerate(outputs) for n in sizes]
     sent = [0] * int(manifest["k"])
-    for t in manifest["transfers"]:
-        n = int(t.get("bytes") or 0) * scale
-        if n >= big:
-            sent[int(t["from"])] += int(n) + pad
+    for d, n in arrays:
+        if n * scale >= big:
+            sent[d] += int(n * scale) + pad
     return [int(1.25 * n) for n in (*sent, per_input)]
 
 
@@ -416,6 +426,8 @@ class RunSession:
         records = [per_call[s.pos] for per_call in s.batch.got]
         self.records.append((split.names, split.manifest.get("volume_bytes_planned"), records))
         values = {r["device"]: r["outputs"] for r in records if "outputs" in r}
+        if split.links is not None:  # copied out: the slot is written again later
+            values = {d: split.links.get(v, copy=True) for d, v in values.items()}
         return split.routes.gather(values)
 
     def _find_lost(self) -> list[int]:

@@ -6,11 +6,12 @@ from the sender to the driver (the owner of the result) and on to the receiver: 
 2.5 ns of CPU per byte on each hop (serialising, gRPC over loopback, parsing), taken
 from the layers of the devices that share the cores (``runtime_overhead``'s per-byte
 figure; Ray's object store costs more per object, see :mod:`._cluster`). Here each
-*writer* -- the driver for the model inputs, each device for its outboxes -- owns one
-file of ``slots`` equal slots, preallocated in a private folder of ``/dev/shm``. A large
-array is copied once into the writer's slot of its batch and replaced by a small
-:class:`SharedArray` (writer, offset, shape, dtype) that travels through Ray instead;
-the reader sees it as a read-only numpy view of the same pages: no second copy.
+*writer* -- the driver for the model inputs, each device for its outboxes and model
+outputs -- owns one file of ``slots`` equal slots, preallocated in a private folder of
+``/dev/shm``. A large array is copied once into its writer's slot for its sample and
+replaced by a small :class:`SharedArray` (writer, offset, shape, dtype) that travels
+through Ray instead; the reader sees it as a read-only numpy view of the same pages: no
+second copy (the driver copies the model outputs it hands on, which outlive the slot).
 
 Lifetime: the driver creates the folder and files (:func:`create`, mode 0600 in a 0700
 folder), every actor maps them all (:class:`Links`), then the driver removes the folder:
@@ -149,8 +150,9 @@ class Links:
             out[name] = SharedArray(w, offset, tuple(arr.shape), arr.dtype.str)
         return out
 
-    def get(self, values: dict) -> dict:
-        """``values`` with every :class:`SharedArray` replaced by a read-only view."""
+    def get(self, values: dict, copy: bool = False) -> dict:
+        """``values`` with every :class:`SharedArray` replaced by a read-only view (by a
+        copy of it with ``copy``: to keep after the slot is written again)."""
         out = {}
         for name, v in values.items():
             if type(v) is SharedArray:
@@ -163,5 +165,7 @@ class Links:
                 ):
                     raise ValueError(f"shared array {name!r} lies outside its writer's file")
                 v = np.ndarray(v.shape, dtype, buffer=self._maps[v.writer], offset=v.offset)
+                if copy:
+                    v = v.copy()
             out[name] = v
         return out

@@ -123,19 +123,22 @@ class DeviceWorker:
                         with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
                             f.write(files[name])
             opts = session_options(threads)
-            self.runs = {
-                int(s["id"]): (
-                    load_session(tmp, s, opts)._sess.run,
-                    list(s["outputs"]),
-                    list(s["inputs"]),
-                    s["file"],
-                )
-                for s in mine
-            }
+            sessions = {int(s["id"]): load_session(tmp, s, opts) for s in mine}
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self.runs = {
+            int(s["id"]): (
+                sessions[int(s["id"])]._sess.run,
+                list(s["outputs"]),
+                list(s["inputs"]),
+                s["file"],
+            )
+            for s in mine
+        }
         self.first = [e for e in self.routes.first if e[1] == self.device]
         self.outputs = [v for d, v in self.routes.output_values if d == self.device]
+        declared = {o.name: o for sess in sessions.values() for o in sess.get_outputs()}
+        self._output_sizes = [_declared_bytes(declared.get(v)) for v in self.outputs]
         self.stores: dict[int, dict] = {}
         self.links: Links | None = None
         self.free_since = time.time()  # when the last call ended (wall clock, as sent_at)
@@ -143,6 +146,12 @@ class DeviceWorker:
     def ping(self) -> int:
         """The worker's process id (a liveness check)."""
         return os.getpid()
+
+    def output_bytes(self) -> list[int]:
+        """Bytes of each of this device's model-output values per sample, as its
+        sub-models declare them (open dimensions as 1: a guess that only sizes the
+        shared-memory slots, see :mod:`._shared`)."""
+        return list(self._output_sizes)
 
     def open_links(self, spec: LinkSpec) -> bool:
         """Map the run's shared-memory links (:mod:`._shared`); False when their files
@@ -193,6 +202,8 @@ class DeviceWorker:
                 if call.first:
                     links.start(slot)
                 boxes = [links.put(slot, values) for values in boxes]
+                if "outputs" in record:
+                    record["outputs"] = links.put(slot, record["outputs"])
             for box, values in zip(sent, boxes, strict=True):
                 box.append(values)
             record["waited"] = waited if j == 0 else {}
@@ -247,3 +258,30 @@ class DeviceWorker:
             del self.stores[sample]
         record["busy_s"] = time.perf_counter() - c0
         return [stores[d] for d in call.dests], record
+
+
+_ITEMSIZE = {
+    "tensor(float)": 4,
+    "tensor(double)": 8,
+    "tensor(float16)": 2,
+    "tensor(bfloat16)": 2,
+    "tensor(int64)": 8,
+    "tensor(uint64)": 8,
+    "tensor(int32)": 4,
+    "tensor(uint32)": 4,
+    "tensor(int16)": 2,
+    "tensor(uint16)": 2,
+    "tensor(int8)": 1,
+    "tensor(uint8)": 1,
+    "tensor(bool)": 1,
+}
+
+
+def _declared_bytes(arg) -> int:
+    """Bytes of an onnxruntime output (a ``NodeArg``) at its declared shape, an open
+    dimension (a batch, most often) counted as 1; 0 when it is unknown or its type has
+    no fixed size."""
+    if arg is None or arg.type not in _ITEMSIZE or arg.shape is None:
+        return 0
+    dims = [d if isinstance(d, int) and d >= 0 else 1 for d in arg.shape]
+    return int(np.prod(dims, dtype=np.int64)) * _ITEMSIZE[arg.type]

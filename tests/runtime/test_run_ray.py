@@ -153,6 +153,36 @@ def test_a_local_run_passes_large_activations_through_shared_memory(cluster, wid
     assert _shm_leftovers() == before
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_large_model_outputs_come_back_through_shared_memory_and_are_the_callers(cluster, tmp_path):
+    """A transformer block's (1, 64, 64) output (16 KiB) comes back through the links; the
+    outputs a caller holds stay right after their slots are written again (3 rounds of
+    in_flight samples)."""
+    from dnnpart.runtime._shared import SharedArray
+
+    block = models.save(models.transformer_block(64, 64, 4, 128), tmp_path)
+    plan = dnnpart.partition(dnnpart.load(block), k=2, method="metis", granularity="layer")
+    export(block, plan, tmp_path / "split")
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((1, 64, 64)).astype(np.float32)} for _ in range(12)]
+    with RunSession(tmp_path / "split", in_flight=4) as session:
+        session.submit_many(feeds)
+        got = list(session)
+        shared = [
+            type(v) is SharedArray
+            for _, _, records in session.records
+            for r in records
+            for v in r.get("outputs", {}).values()
+        ]
+    assert len(shared) == 12 and all(shared)
+    ex = Executor(tmp_path / "split")
+    assert [index for index, _ in got] == list(range(12))
+    for (_, out), feed in zip(got, feeds, strict=True):
+        (name,) = out
+        assert out[name].flags.writeable
+        np.testing.assert_allclose(out[name], ex.run(feed)[0][name], rtol=1e-5, atol=1e-5)
+
+
 def test_samples_stream_in_input_order(cluster, splits):
     folder = splits["mlp-neuron-3"]
     x = np.load(DIGITS)["x"][:12].astype(np.float32)

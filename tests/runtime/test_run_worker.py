@@ -202,3 +202,14 @@ def test_replan_keeps_the_input_shapes_the_split_was_made_for(tmp_path):
     x = np.load(ROOT / "examples" / "corpus" / "cnn.npz")["x"]
     out, _ = Executor(tmp_path / "new").run({"x": x})
     assert next(iter(out.values())).shape == (1, 10)
+
+
+def test_declared_output_bytes_count_an_open_dimension_as_one():
+    from types import SimpleNamespace as Arg
+
+    from dnnpart.runtime._worker import _declared_bytes
+
+    assert _declared_bytes(Arg(shape=["batch", 2, 64, 64], type="tensor(float)")) == 32768
+    assert _declared_bytes(Arg(shape=[3, None], type="tensor(int64)")) == 24
+    assert _declared_bytes(Arg(shape=[4], type="tensor(string)")) == 0  # no fixed size
+    assert _declared_bytes(None) == 0

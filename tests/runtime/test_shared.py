@@ -104,3 +104,15 @@ def test_no_room_in_dev_shm_is_an_os_error_and_leaves_nothing(monkeypatch):
     with pytest.raises(OSError, match="No space"):
         _shared.create([MIN_BYTES, MIN_BYTES], 4)
     assert _leftovers() == before
+
+
+def test_a_copy_outlives_the_next_sample_in_its_slot(pair):
+    writer, reader = pair
+    slot = writer.slot(0)
+    writer.start(slot)
+    sent = writer.put(slot, {"x": np.full(BIG, 1.0, np.float32)})
+    view, kept = reader.get(sent)["x"], reader.get(sent, copy=True)["x"]
+    writer.start(slot)  # the sample in_flight later
+    writer.put(slot, {"x": np.full(BIG, 2.0, np.float32)})
+    assert view[0] == 2.0  # a view sees the slot written again
+    assert kept.flags.writeable and (kept == 1.0).all()
