@@ -138,7 +138,7 @@ class _Split:
         except Exception as exc:  # noqa: BLE001 - a lost actor: the calls will say so
             self.event("links", None, f"activations through Ray's messages ({type(exc).__name__})")
             return
-        sizes = _slot_bytes(self.manifest, fed, feed, outputs)
+        sizes = _shared.slot_bytes(self.manifest, fed, feed, outputs)
         if max(sizes) == 0:
             return  # nothing large enough to gain from it
         try:
@@ -170,35 +170,6 @@ class _Split:
                 ray.kill(a)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-
-
-def _slot_bytes(
-    manifest: dict[str, Any], fed: list[list[dict]], feed: dict, outputs: list[list[int]]
-) -> list[int]:
-    """Bytes per slot (one sample) of each writer's links, the devices' then the
-    driver's: a device's planned transfers and its model-output values (``outputs``, per
-    device, as its sub-models declare them), scaled by the size of the model inputs
-    ``feed`` against the export's; the driver's, the largest of the inputs placed in
-    ``fed``; a quarter more for larger samples. Arrays under :data:`._shared.MIN_BYTES`
-    do not count."""
-    big = _shared.MIN_BYTES
-    pad = 64  # each array's alignment (._shared)
-    per_input = max(
-        sum(a.nbytes + pad for d in f for a in d.values() if a.nbytes >= big) for f in fed
-    )
-    exported = 0  # elements of the model inputs at the export's shapes
-    for dims in ((manifest.get("model") or {}).get("input_shapes") or {}).values():
-        if all(isinstance(x, int) for x in dims):
-            exported += int(np.prod(dims, dtype=np.int64))
-    given = sum(np.asarray(a).size for a in feed.values())
-    scale = given / exported if exported else 1.0
-    arrays = [(int(t["from"]), int(t.get("bytes") or 0)) for t in manifest["transfers"]]
-    arrays += [(d, n) for d, sizes in enumerate(outputs) for n in sizes]
-    sent = [0] * int(manifest["k"])
-    for d, n in arrays:
-        if n * scale >= big:
-            sent[d] += int(n * scale) + pad
-    return [int(1.25 * n) for n in (*sent, per_input)]
 
 
 class RunSession:

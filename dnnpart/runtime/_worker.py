@@ -15,8 +15,8 @@ the device worked on other samples. An outbox goes to the receiver's first call
 after the sender's, so it is there before any stage of the receiver needs it. Values a
 device keeps for its own later stages stay in its per-sample store, which its last call
 of the sample drops. When the run's devices share the driver's machine, the large arrays
-of inputs and outboxes travel through shared memory (:mod:`._shared`): an outbox holds
-their places, and the receiver reads them in place.
+of inputs, outboxes and model outputs travel through shared memory (:mod:`._shared`):
+the messages hold their places, and the receiver reads them in place.
 """
 
 from __future__ import annotations

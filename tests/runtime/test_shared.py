@@ -116,3 +116,21 @@ def test_a_copy_outlives_the_next_sample_in_its_slot(pair):
     writer.put(slot, {"x": np.full(BIG, 2.0, np.float32)})
     assert view[0] == 2.0  # a view sees the slot written again
     assert kept.flags.writeable and (kept == 1.0).all()
+
+
+def test_slot_bytes_by_hand():
+    """Device 0 sends 100 KiB and 1 KiB (under MIN_BYTES: not counted), device 1 returns
+    a 32 KiB output, the driver places a 20 KiB input; 64 bytes of alignment each, a
+    quarter more; a sample twice the export's size doubles the devices' share."""
+    manifest = {
+        "k": 2,
+        "model": {"input_shapes": {"x": [1, 5120]}},
+        "transfers": [{"from": 0, "bytes": 100 << 10}, {"from": 0, "bytes": 1 << 10}],
+    }
+    x = np.zeros((1, 5120), np.float32)
+    fed = [[{"x": x}, {}]]
+    want = [1.25 * ((100 << 10) + 64), 1.25 * ((32 << 10) + 64), 1.25 * ((20 << 10) + 64)]
+    assert _shared.slot_bytes(manifest, fed, {"x": x}, [[], [32 << 10]]) == [int(w) for w in want]
+    x2 = np.zeros((2, 5120), np.float32)
+    got = _shared.slot_bytes(manifest, [[{"x": x2}, {}]], {"x": x2}, [[], [32 << 10]])
+    assert got[:2] == [int(1.25 * ((200 << 10) + 64)), int(1.25 * ((64 << 10) + 64))]
